@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Set up (if needed), then run the linters and the whole test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+. .venv/bin/activate
+ruff check src tests benchmarks scripts
+mypy
+python -m pytest -n 2 --dist loadfile "$@"

@@ -1,0 +1,169 @@
+"""Checking and formatting the ``(probs, target, mask)`` inputs shared by every probabilistic metric.
+
+Conventions (DEVELOPERS.md, MONAI): ``probs`` is ``(N, C, *spatial)`` (``(N, C)`` for classification) and holds
+probabilities over the class axis ``1``. ``target`` is either a hard label map ``(N, *spatial)`` of integer dtype, or
+a soft target ``(N, C, *spatial)`` of floating dtype (e.g. a rater mean). ``C == 1`` means a binary task given as the
+foreground probability; it is expanded to the two classes ``[1 - p, p]``. ``mask`` is a boolean ``(N, *spatial)``
+selecting the voxels that count; ``ignore_index`` drops voxels of that label (hard targets only).
+
+Nothing is clipped or reinterpreted: anything else raises a ``ValueError``/``TypeError`` that names the argument, the
+metric, what is allowed and what came in.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+
+def sum_tolerance(dtype: torch.dtype) -> float:
+    """Absolute tolerance on ``|Σ_c p_c − 1|``: ``1e-4`` for 32/64-bit floats, ``1e-2`` for 16-bit floats.
+
+    Example:
+        >>> sum_tolerance(torch.float32)
+        0.0001
+    """
+    return 1e-2 if dtype in (torch.float16, torch.bfloat16) else 1e-4
+
+
+class FormattedInputs(NamedTuple):
+    """Inputs reshaped for histogramming: ``probs (N, C, V)``, ``target (N, V)`` long or ``(N, C, V)`` float,
+    ``keep (N, V)`` bool or ``None`` when every voxel counts."""
+
+    probs: Tensor
+    target: Tensor
+    keep: Tensor | None
+
+    @property
+    def soft(self) -> bool:
+        """Whether the target is soft (a distribution per voxel)."""
+        return self.target.ndim == self.probs.ndim
+
+
+def _check_distribution(x: Tensor, arg: str, where: str, *, class_dim: int = 1) -> None:
+    """Raise if ``x`` has NaN/inf, values outside [0, 1], or (with > 1 class) does not sum to 1 over ``class_dim``."""
+    if x.numel() == 0:
+        return
+    lo, hi = torch.aminmax(x.detach())
+    lo_v, hi_v = float(lo), float(hi)
+    if not (torch.isfinite(lo) and torch.isfinite(hi)):
+        n_bad = int((~torch.isfinite(x)).sum())
+        raise ValueError(f"`{arg}` of {where} must be finite; got {n_bad} NaN/inf value(s).")
+    if lo_v < 0.0 or hi_v > 1.0:
+        raise ValueError(f"`{arg}` of {where} must be probabilities in [0, 1]; got min {lo_v:.6g}, max {hi_v:.6g}.")
+    if x.shape[class_dim] > 1:
+        dev = (x.detach().sum(class_dim, dtype=torch.float64) - 1.0).abs().max()
+        tol = sum_tolerance(x.dtype)
+        if float(dev) > tol:
+            raise ValueError(
+                f"`{arg}` of {where} must sum to 1 over the class axis {class_dim} (tolerance {tol:g}); "
+                f"got a maximum deviation of {float(dev):.3g}. Apply softmax to logits first."
+            )
+
+
+def _check_labels(target: Tensor, num_classes: int, ignore_index: int | None, where: str) -> None:
+    """Raise if a hard label map holds labels outside ``[0, num_classes − 1]`` other than ``ignore_index``."""
+    if target.is_floating_point() or target.is_complex():
+        raise TypeError(
+            f"`target` of {where} with shape {tuple(target.shape)} is a label map and must have an integer dtype; "
+            f"got {target.dtype}. Cast it with `.long()`, or pass a soft target of shape (N, C, *spatial)."
+        )
+    if target.numel() == 0:
+        return
+    valid = target if ignore_index is None else target[target != ignore_index]
+    if valid.numel() == 0:
+        return
+    lo, hi = torch.aminmax(valid.long())
+    n_labels = max(num_classes, 2)
+    if int(lo) < 0 or int(hi) >= n_labels:
+        raise ValueError(
+            f"`target` of {where} must hold labels in [0, {n_labels - 1}]"
+            f"{'' if ignore_index is None else f' or ignore_index={ignore_index}'}; got min {int(lo)}, max {int(hi)}."
+        )
+
+
+def check_inputs(
+    probs: Tensor,
+    target: Tensor,
+    *,
+    mask: Tensor | None,
+    ignore_index: int | None,
+    where: str,
+    check_values: bool = True,
+) -> None:
+    """Validate shapes, dtypes and (if ``check_values``) values of ``probs``/``target``/``mask``.
+
+    Args:
+        probs: ``(N, C, *spatial)`` probabilities.
+        target: ``(N, *spatial)`` integer labels or ``(N, C, *spatial)`` soft target.
+        mask: ``(N, *spatial)`` bool or ``None``.
+        ignore_index: a label to drop (hard targets only) or ``None``.
+        where: the public metric name quoted in errors.
+        check_values: also scan the values (NaN/inf, range, sums, label range); shapes are always checked.
+
+    Raises:
+        TypeError: wrong type or dtype.
+        ValueError: wrong shape or invalid values.
+
+    Example:
+        >>> check_inputs(torch.tensor([[0.2, 0.8]]), torch.tensor([1]), mask=None, ignore_index=None, where="f")
+    """
+    if not isinstance(probs, Tensor) or not isinstance(target, Tensor):
+        raise TypeError(f"`probs` and `target` of {where} must be torch.Tensors; got {type(probs)}, {type(target)}.")
+    if not probs.is_floating_point():
+        raise TypeError(f"`probs` of {where} must have a floating dtype; got {probs.dtype}.")
+    if probs.ndim < 2:
+        raise ValueError(f"`probs` of {where} must have shape (N, C, *spatial); got {tuple(probs.shape)}.")
+    hard_shape = probs.shape[:1] + probs.shape[2:]
+    if target.shape == probs.shape and target.ndim > 1:
+        if not target.is_floating_point():
+            raise TypeError(f"soft `target` of {where} (shape {tuple(target.shape)}) must be floating; got {target.dtype}.")
+        if ignore_index is not None:
+            raise ValueError(f"`ignore_index` of {where} applies to label maps only; pass `mask=` with soft targets.")
+    elif target.shape != hard_shape:
+        raise ValueError(
+            f"`target` of {where} must have shape {tuple(hard_shape)} (labels) or {tuple(probs.shape)} (soft) "
+            f"to match `probs` of shape {tuple(probs.shape)}; got {tuple(target.shape)}."
+        )
+    if mask is not None:
+        if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
+            raise TypeError(f"`mask` of {where} must be a bool tensor; got {getattr(mask, 'dtype', type(mask))}.")
+        if mask.shape != hard_shape:
+            raise ValueError(f"`mask` of {where} must have shape {tuple(hard_shape)}; got {tuple(mask.shape)}.")
+    if probs.device != target.device or (mask is not None and mask.device != probs.device):
+        raise ValueError(f"`probs`, `target` and `mask` of {where} must be on one device.")
+    if check_values:
+        _check_distribution(probs, "probs", where)
+        if target.shape == probs.shape and target.ndim > 1:
+            _check_distribution(target, "target", where)
+        else:
+            _check_labels(target, probs.shape[1], ignore_index, where)
+
+
+def format_inputs(probs: Tensor, target: Tensor, *, mask: Tensor | None, ignore_index: int | None) -> FormattedInputs:
+    """Reshape checked inputs to ``probs (N, C, V)``, ``target (N, V)``/``(N, C, V)`` and ``keep (N, V)``.
+
+    ``C == 1`` (binary, foreground probability) is expanded to ``[1 − p, p]`` (and a soft target likewise).
+    ``keep`` combines ``mask`` and ``target != ignore_index``; it is ``None`` when every voxel counts.
+
+    Example:
+        >>> f = format_inputs(torch.full((2, 1, 3, 3), 0.7), torch.ones(2, 3, 3, dtype=torch.long), mask=None,
+        ...                   ignore_index=None)
+        >>> tuple(f.probs.shape), tuple(f.target.shape), f.keep is None
+        ((2, 2, 9), (2, 9), True)
+    """
+    n = probs.shape[0]
+    soft = target.shape == probs.shape and target.ndim > 1
+    if probs.shape[1] == 1:
+        probs = torch.cat([1.0 - probs, probs], dim=1)
+        if soft:
+            target = torch.cat([1.0 - target, target], dim=1)
+    p = probs.reshape(n, probs.shape[1], -1)
+    t = target.reshape(n, probs.shape[1], -1) if soft else target.reshape(n, -1)
+    keep = None if mask is None else mask.reshape(n, -1)
+    if ignore_index is not None and not soft:
+        valid = t != ignore_index
+        keep = valid if keep is None else keep & valid
+    return FormattedInputs(p, t if soft else t.long(), keep)
