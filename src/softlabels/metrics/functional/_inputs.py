@@ -29,8 +29,11 @@ def sum_tolerance(dtype: torch.dtype) -> float:
 
 
 class FormattedInputs(NamedTuple):
-    """Inputs reshaped for histogramming: ``probs (N, C, V)``, ``target (N, V)`` long or ``(N, C, V)`` float,
-    ``keep (N, V)`` bool or ``None`` when every voxel counts."""
+    """Inputs reshaped for histogramming.
+
+    ``probs (N, C, V)``, ``target (N, V)`` long or ``(N, C, V)`` float, ``keep (N, V)`` bool or ``None`` when every
+    voxel counts.
+    """
 
     probs: Tensor
     target: Tensor
@@ -54,7 +57,7 @@ def _check_distribution(x: Tensor, arg: str, where: str, *, class_dim: int = 1) 
     if lo_v < 0.0 or hi_v > 1.0:
         raise ValueError(f"`{arg}` of {where} must be probabilities in [0, 1]; got min {lo_v:.6g}, max {hi_v:.6g}.")
     if x.shape[class_dim] > 1:
-        dev = (x.detach().sum(class_dim, dtype=torch.float64) - 1.0).abs().max()
+        dev = (x.detach().sum(class_dim, dtype=torch.promote_types(x.dtype, torch.float32)) - 1.0).abs().max()
         tol = sum_tolerance(x.dtype)
         if float(dev) > tol:
             raise ValueError(
@@ -84,6 +87,46 @@ def _check_labels(target: Tensor, num_classes: int, ignore_index: int | None, wh
         )
 
 
+def _is_soft(probs: Tensor, target: Tensor) -> bool:
+    """Whether ``target`` is a soft target (same shape as ``probs``) rather than a label map."""
+    return target.shape == probs.shape and target.ndim > 1
+
+
+def _check_shapes(probs: Tensor, target: Tensor, mask: Tensor | None, ignore_index: int | None, where: str) -> None:
+    """Raise on wrong types, dtypes, shapes or devices of ``probs``/``target``/``mask``."""
+    if not isinstance(probs, Tensor) or not isinstance(target, Tensor):
+        raise TypeError(f"`probs` and `target` of {where} must be torch.Tensors; got {type(probs)}, {type(target)}.")
+    if not probs.is_floating_point():
+        raise TypeError(f"`probs` of {where} must have a floating dtype; got {probs.dtype}.")
+    if probs.ndim < 2:
+        raise ValueError(f"`probs` of {where} must have shape (N, C, *spatial); got {tuple(probs.shape)}.")
+    hard_shape = probs.shape[:1] + probs.shape[2:]
+    if _is_soft(probs, target):
+        if not target.is_floating_point():
+            raise TypeError(
+                f"soft `target` of {where} (shape {tuple(target.shape)}) must be floating; got {target.dtype}."
+            )
+        if ignore_index is not None:
+            raise ValueError(f"`ignore_index` of {where} applies to label maps only; pass `mask=` with soft targets.")
+    elif target.shape != hard_shape:
+        raise ValueError(
+            f"`target` of {where} must have shape {tuple(hard_shape)} (labels) or {tuple(probs.shape)} (soft) "
+            f"to match `probs` of shape {tuple(probs.shape)}; got {tuple(target.shape)}."
+        )
+    if mask is not None:
+        _check_mask(mask, hard_shape, where)
+    if probs.device != target.device or (mask is not None and mask.device != probs.device):
+        raise ValueError(f"`probs`, `target` and `mask` of {where} must be on one device.")
+
+
+def _check_mask(mask: Tensor, shape: torch.Size, where: str) -> None:
+    """Raise unless ``mask`` is a bool tensor of ``shape``."""
+    if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
+        raise TypeError(f"`mask` of {where} must be a bool tensor; got {getattr(mask, 'dtype', type(mask))}.")
+    if mask.shape != shape:
+        raise ValueError(f"`mask` of {where} must have shape {tuple(shape)}; got {tuple(mask.shape)}.")
+
+
 def check_inputs(
     probs: Tensor,
     target: Tensor,
@@ -110,33 +153,10 @@ def check_inputs(
     Example:
         >>> check_inputs(torch.tensor([[0.2, 0.8]]), torch.tensor([1]), mask=None, ignore_index=None, where="f")
     """
-    if not isinstance(probs, Tensor) or not isinstance(target, Tensor):
-        raise TypeError(f"`probs` and `target` of {where} must be torch.Tensors; got {type(probs)}, {type(target)}.")
-    if not probs.is_floating_point():
-        raise TypeError(f"`probs` of {where} must have a floating dtype; got {probs.dtype}.")
-    if probs.ndim < 2:
-        raise ValueError(f"`probs` of {where} must have shape (N, C, *spatial); got {tuple(probs.shape)}.")
-    hard_shape = probs.shape[:1] + probs.shape[2:]
-    if target.shape == probs.shape and target.ndim > 1:
-        if not target.is_floating_point():
-            raise TypeError(f"soft `target` of {where} (shape {tuple(target.shape)}) must be floating; got {target.dtype}.")
-        if ignore_index is not None:
-            raise ValueError(f"`ignore_index` of {where} applies to label maps only; pass `mask=` with soft targets.")
-    elif target.shape != hard_shape:
-        raise ValueError(
-            f"`target` of {where} must have shape {tuple(hard_shape)} (labels) or {tuple(probs.shape)} (soft) "
-            f"to match `probs` of shape {tuple(probs.shape)}; got {tuple(target.shape)}."
-        )
-    if mask is not None:
-        if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
-            raise TypeError(f"`mask` of {where} must be a bool tensor; got {getattr(mask, 'dtype', type(mask))}.")
-        if mask.shape != hard_shape:
-            raise ValueError(f"`mask` of {where} must have shape {tuple(hard_shape)}; got {tuple(mask.shape)}.")
-    if probs.device != target.device or (mask is not None and mask.device != probs.device):
-        raise ValueError(f"`probs`, `target` and `mask` of {where} must be on one device.")
+    _check_shapes(probs, target, mask, ignore_index, where)
     if check_values:
         _check_distribution(probs, "probs", where)
-        if target.shape == probs.shape and target.ndim > 1:
+        if _is_soft(probs, target):
             _check_distribution(target, "target", where)
         else:
             _check_labels(target, probs.shape[1], ignore_index, where)
@@ -155,7 +175,7 @@ def format_inputs(probs: Tensor, target: Tensor, *, mask: Tensor | None, ignore_
         ((2, 2, 9), (2, 9), True)
     """
     n = probs.shape[0]
-    soft = target.shape == probs.shape and target.ndim > 1
+    soft = _is_soft(probs, target)
     if probs.shape[1] == 1:
         probs = torch.cat([1.0 - probs, probs], dim=1)
         if soft:

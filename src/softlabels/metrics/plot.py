@@ -1,0 +1,86 @@
+"""Drawing reliability diagrams; computing them is ``softlabels.metrics.functional.calibration.reliability_diagram``.
+
+matplotlib is imported here only, inside the function, so importing :mod:`softlabels.metrics` stays light.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from softlabels.metrics.functional.calibration import ReliabilityDiagram
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+
+def plot_reliability_diagram(
+    diagram: ReliabilityDiagram,
+    *,
+    ax: Axes | None = None,
+    row: int = 0,
+    title: str | None = None,
+    show_counts: bool = True,
+) -> Axes:
+    """Draw one row of a reliability diagram: mean outcome per bin against the bin, the gap to the diagonal, counts.
+
+    Bars show the mean outcome (accuracy, or target frequency for soft targets) of each non-empty bin; red hatched
+    bars show the gap to the mean confidence; a lower inset-free strip (twin axis) shows the share of samples per
+    bin on a log scale when ``show_counts``.
+
+    Args:
+        diagram: the data, from ``reliability_diagram(...)`` or ``CalibrationError.reliability_diagram()``.
+        ax: the axes to draw into (a new figure if ``None``).
+        row: which row (class for classwise diagrams; 0 for top-label/marginal).
+        title: axes title; by default the mode (and class).
+        show_counts: draw the sample share per bin.
+
+    Returns:
+        The axes drawn into.
+
+    Example:
+        >>> import matplotlib
+        >>> matplotlib.use("Agg")
+        >>> from softlabels.metrics.functional.calibration import reliability_diagram
+        >>> d = reliability_diagram(torch.tensor([[0.9, 0.1], [0.3, 0.7]]), torch.tensor([0, 0]), n_bins=5)
+        >>> ax = plot_reliability_diagram(d)
+        >>> ax.get_xlabel()
+        'confidence'
+    """
+    import matplotlib.pyplot as plt
+
+    if not 0 <= row < diagram.counts.shape[0]:
+        raise ValueError(f"`row` of plot_reliability_diagram must be in [0, {diagram.counts.shape[0] - 1}]; got {row}.")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4, 4))
+    edges = diagram.bin_edges.detach().cpu().numpy()
+    centers, widths = (edges[:-1] + edges[1:]) / 2, edges[1:] - edges[:-1]
+    counts = diagram.counts[row].detach().cpu()
+    nonempty = (counts > 0).numpy()
+    conf = torch.nan_to_num(diagram.confidence[row].detach().cpu()).numpy()
+    outc = torch.nan_to_num(diagram.outcome[row].detach().cpu()).numpy()
+    style: dict[str, Any] = {"width": widths[nonempty] * 0.9, "edgecolor": "black", "linewidth": 0.5}
+    ax.bar(centers[nonempty], outc[nonempty], color="#4C72B0", label="outcome", **style)
+    ax.bar(
+        centers[nonempty],
+        conf[nonempty] - outc[nonempty],
+        bottom=outc[nonempty],
+        color="#DD8452",
+        alpha=0.5,
+        hatch="//",
+        label="gap to confidence",
+        **style,
+    )
+    ax.plot([0, 1], [0, 1], color="gray", linestyle="--", linewidth=1)
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel="outcome (accuracy / target frequency)")
+    if show_counts and int(counts.sum()) > 0:
+        twin = ax.twinx()
+        share = counts.double() / counts.sum()
+        twin.step(edges[:-1], share.numpy(), where="post", color="black", linewidth=0.8, alpha=0.6)
+        twin.set_yscale("log")
+        twin.set_ylabel("share of samples")
+    name = diagram.mode if not diagram.classes else f"{diagram.mode}, class {diagram.classes[row]}"
+    ax.set_title(title if title is not None else name)
+    ax.legend(loc="upper left", fontsize="small")
+    return ax
