@@ -35,7 +35,8 @@ def look_up_option(name: str, value: object, allowed: Iterable[str], *, where: s
     listed = ", ".join(repr(o) for o in options)
     hint = ""
     if isinstance(value, str):
-        close = difflib.get_close_matches(value, options, n=1)
+        lowered = {o.lower(): o for o in options}
+        close = difflib.get_close_matches(value.lower(), list(lowered), n=1)
         if close:
-            hint = f" (did you mean {close[0]!r}?)"
+            hint = f" (did you mean {lowered[close[0]]!r}?)"
     raise ValueError(f"`{name}` of {where} must be one of {listed}; got {value!r}{hint}.")
