@@ -107,7 +107,7 @@ def test_bad_mask_raises(name):
 
 def test_ignore_index_with_soft_target_raises():
     probs, _ = good()
-    with pytest.raises(ValueError, match="ignore_index.*mask="):
+    with pytest.raises(ValueError, match=r"ignore_index.*mask="):
         calibration_error(probs, probs, ignore_index=255)
 
 

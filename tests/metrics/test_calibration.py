@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -174,7 +175,7 @@ def test_properties_range_and_batch_invariance(seed, n, c, n_bins, mode, norm, s
     assert 0.0 <= float(value) <= 1.0
     metric = CalibrationError(c, n_bins=n_bins, norm=norm, mode=mode)
     bounds = sorted({0, n, *[min(x, n) for x in cuts]})
-    for lo, hi in zip(bounds[:-1], bounds[1:], strict=False):
+    for lo, hi in itertools.pairwise(bounds):
         metric.update(probs[lo:hi], target[lo:hi])
     assert float(metric.compute()) == pytest.approx(float(value), abs=1e-12)
 
