@@ -24,11 +24,10 @@ def to_items(probs: np.ndarray, target: np.ndarray, mask: np.ndarray | None = No
     return cases
 
 
-def bin_of(r: np.ndarray, n_bins: int, edge_dtype=np.float32) -> np.ndarray:
-    """Lower-open, upper-closed equal-width bins with 0 in the first bin; edges in ``edge_dtype``."""
-    edges = np.linspace(0.0, 1.0, n_bins + 1).astype(edge_dtype).astype(np.float64)
-    idx = np.searchsorted(edges[1:-1], r, side="left")
-    return idx
+def bin_of(r: np.ndarray, n_bins: int) -> np.ndarray:
+    """Lower-open, upper-closed equal-width bins with edges m / M (float64) and 0 in the first bin."""
+    edges = np.arange(1, n_bins) / n_bins
+    return np.searchsorted(edges, np.asarray(r, dtype=np.float64), side="left")
 
 
 def forecasts(p: np.ndarray, t: np.ndarray, mode: str, include_background: bool = True):
@@ -49,11 +48,11 @@ def forecasts(p: np.ndarray, t: np.ndarray, mode: str, include_background: bool 
     return rows
 
 
-def binned_error(conf: np.ndarray, out: np.ndarray, n_bins: int, norm: str, edge_dtype=np.float32) -> float:
+def binned_error(conf: np.ndarray, out: np.ndarray, n_bins: int, norm: str) -> float:
     """ECE / RMSCE / MCE / ACE of one row."""
     if len(conf) == 0:
         return float("nan")
-    b = bin_of(conf, n_bins, edge_dtype)
+    b = bin_of(conf, n_bins)
     gaps, weights = [], []
     for m in range(n_bins):
         sel = b == m
@@ -71,14 +70,14 @@ def binned_error(conf: np.ndarray, out: np.ndarray, n_bins: int, norm: str, edge
 
 
 def calibration_error_ref(
-    probs, target, *, n_bins=15, norm="l1", mode="top_label", mask=None, include_background=True, edge_dtype=np.float32
+    probs, target, *, n_bins=15, norm="l1", mode="top_label", mask=None, include_background=True
 ) -> float:
     """Pooled calibration error over all cases."""
     cases = to_items(probs, target, mask)
     p = np.concatenate([c[0] for c in cases])
     t = np.concatenate([c[1] for c in cases])
     rows = forecasts(p, t, mode, include_background)
-    return float(np.mean([binned_error(cf, o, n_bins, norm, edge_dtype) for cf, o in rows]))
+    return float(np.mean([binned_error(cf, o, n_bins, norm) for cf, o in rows]))
 
 
 def adaptive_ece_exact(conf: np.ndarray, out: np.ndarray, n_bins: int) -> float:

@@ -6,9 +6,11 @@ of their confidences and the sum of their outcomes (float64). A row is the top-l
 and processes add up, and the float64 sums keep the result exact at voxel scale (float32 bin sums, as in torchmetrics
 and MONAI, drift by 1e-2 at 6e7 samples).
 
-Binning: ``n_bins`` equal-width bins with edges ``linspace(0, 1, n_bins + 1)`` evaluated in the input dtype (float32
-for 16-bit inputs, which are upcast exactly). Bin ``m`` holds ``e_m < r ≤ e_{m+1}`` (lower-open, upper-closed, as
-Guo et al. and Mukhoti et al.), except that ``r = 0`` goes to the first bin; ``r = 1`` lies in the last bin.
+Binning: ``n_bins = M`` equal-width bins with the exact edges ``m / M``. Bin ``m`` (1-based) holds
+``(m − 1)/M < r ≤ m/M`` (lower-open, upper-closed, as Guo et al. and Mukhoti et al.), except that ``r = 0`` goes to the
+first bin; ``r = 1`` lies in the last bin. The bin is ``max(ceil(r·M) − 1, 0)`` computed in float64, which is exact for
+16- and 32-bit inputs (their product with ``M`` is representable); for float64 inputs within one ulp of an edge it
+may round.
 
 References:
     Guo, Pleiss, Sun, Weinberger. On Calibration of Modern Neural Networks. ICML 2017.
@@ -32,7 +34,7 @@ Mode = Literal["top_label", "classwise", "marginal"]
 Norm = Literal["l1", "l2", "max", "ace"]
 MODES: tuple[str, ...] = ("top_label", "classwise", "marginal")
 NORMS: tuple[str, ...] = ("l1", "l2", "max", "ace")
-_CHUNK_ELEMENTS = 1 << 23  # bins at most this many probabilities at a time: bounded transient memory
+_CHUNK_ELEMENTS = 1 << 18  # probabilities binned at a time: fits in cache, bounds transient memory
 
 
 class CalibrationHistogram(NamedTuple):
@@ -94,50 +96,48 @@ def _calibration_error_tensor_validation(
         raise ValueError(f"`probs` of {where} must have num_classes={num_classes} channels; got {probs.shape[1]}.")
 
 
-def _bin_index(x: Tensor, n_bins: int) -> Tensor:
-    """Bin of each value in equal-width bins over [0, 1], lower-open/upper-closed, 0 in the first bin."""
-    if x.dtype in (torch.float16, torch.bfloat16):
-        x = x.float()
-    inner = torch.linspace(0.0, 1.0, n_bins + 1, dtype=x.dtype, device=x.device)[1:-1]
-    return torch.bucketize(x, inner)
+def _bin_index(x: Tensor, n_bins: int) -> tuple[Tensor, Tensor]:
+    """Bin of each value (``ceil(r·M) − 1``, with 0 in the first bin) and the values in float64."""
+    x64 = x.double()
+    return x64.mul(n_bins).ceil_().to(torch.int64).sub_(1).clamp_min_(0), x64
 
 
 def _top_label_chunk(f: FormattedInputs, n_bins: int) -> tuple[Tensor, Tensor, Tensor]:
-    """Flat bin index (case-major), confidence and outcome of the top-label forecast of each kept voxel."""
-    conf, pred = f.probs.max(dim=1)
-    if f.soft:
-        outcome = f.target.gather(1, pred.unsqueeze(1)).squeeze(1)
-    else:
-        outcome = pred == f.target
-    idx = _bin_index(conf, n_bins)
-    idx += torch.arange(idx.shape[0], device=idx.device).unsqueeze(1) * n_bins
+    """Flat bin index (case-major), float64 confidence and outcome of the top-label forecast of each kept voxel."""
+    conf, pred = f.probs.max(dim=1)  # first maximal class, as argmax
+    outcome = f.target.gather(1, pred.unsqueeze(1)).squeeze(1) if f.soft else pred == f.target
+    idx, conf64 = _bin_index(conf, n_bins)
+    if idx.shape[0] > 1:
+        idx += torch.arange(idx.shape[0], device=idx.device).unsqueeze(1) * n_bins
     if f.keep is not None:
-        return idx[f.keep], conf[f.keep], outcome[f.keep]
-    return idx.reshape(-1), conf.reshape(-1), outcome.reshape(-1)
+        return idx[f.keep], conf64[f.keep], outcome[f.keep]
+    return idx.reshape(-1), conf64.reshape(-1), outcome.reshape(-1)
 
 
 def _classwise_chunk(f: FormattedInputs, n_bins: int) -> tuple[Tensor, Tensor, Tensor]:
-    """Flat bin index (case-major, then class), probability and outcome of every (voxel, class) pair kept."""
+    """Flat bin index (case-major, then class), float64 probability and outcome of every kept (voxel, class) pair."""
     n, c, _ = f.probs.shape
     classes = torch.arange(c, device=f.probs.device)
     outcome = f.target if f.soft else f.target.unsqueeze(1) == classes.view(1, c, 1)
-    idx = _bin_index(f.probs, n_bins)
+    idx, p64 = _bin_index(f.probs, n_bins)
     idx += (torch.arange(n, device=idx.device).view(n, 1, 1) * c + classes.view(1, c, 1)) * n_bins
     if f.keep is not None:
         keep = f.keep.unsqueeze(1).expand_as(idx)
-        return idx[keep], f.probs[keep], outcome[keep]
-    return idx.reshape(-1), f.probs.reshape(-1), outcome.reshape(-1)
+        return idx[keep], p64[keep], outcome[keep]
+    return idx.reshape(-1), p64.reshape(-1), outcome.reshape(-1)
 
 
-def _accumulate(idx: Tensor, conf: Tensor, outcome: Tensor, size: int) -> tuple[Tensor, Tensor, Tensor]:
-    """Histogram of ``idx`` with int64 counts and float64 sums of ``conf`` and ``outcome``."""
-    counts = torch.bincount(idx, minlength=size)
-    conf_sum = torch.bincount(idx, weights=conf.double(), minlength=size)
-    if outcome.dtype == torch.bool:
-        out_sum = torch.bincount(idx[outcome], minlength=size).double()
+def _accumulate(hist: CalibrationHistogram, idx: Tensor, conf: Tensor, outcome: Tensor) -> None:
+    """Add to flat ``hist`` the int64 counts and the float64 sums of ``conf`` and ``outcome`` per bin index."""
+    size = hist.counts.shape[0]
+    hist.confidence.add_(torch.bincount(idx, weights=conf, minlength=size))
+    if outcome.dtype == torch.bool:  # one pass counts both outcomes: bins [0, size) wrong, [size, 2·size) right
+        both = torch.bincount(idx.add_(outcome, alpha=size), minlength=2 * size)
+        hist.counts.add_(both[:size] + both[size:])
+        hist.outcome.add_(both[size:].double())
     else:
-        out_sum = torch.bincount(idx, weights=outcome.double(), minlength=size)
-    return counts, conf_sum, out_sum
+        hist.counts.add_(torch.bincount(idx, minlength=size))
+        hist.outcome.add_(torch.bincount(idx, weights=outcome.double(), minlength=size))
 
 
 def _calibration_histogram_update(
@@ -153,30 +153,26 @@ def _calibration_histogram_update(
     """Histogram of one batch: ``(rows, n_bins)`` pooled, or ``(N, rows, n_bins)`` per case if ``per_case``.
 
     ``rows`` is 1 for ``mode="top_label"`` and the number of classes (2 for binary ``C == 1`` inputs) otherwise.
-    The voxels are binned in chunks of at most ~8M probabilities, so transient memory stays bounded.
+    The voxels are processed in cache-sized chunks (~256k probabilities), so transient memory is bounded and small.
     """
     f = format_inputs(probs, target, mask=mask, ignore_index=ignore_index)
     n, c, v = f.probs.shape
     rows = 1 if mode == "top_label" else c
     size = n * rows * n_bins
-    counts = torch.zeros(size, dtype=torch.int64, device=probs.device)
-    conf_sum = torch.zeros(size, dtype=torch.float64, device=probs.device)
-    out_sum = torch.zeros(size, dtype=torch.float64, device=probs.device)
+    dev = probs.device
+    hist = CalibrationHistogram(
+        torch.zeros(size, dtype=torch.int64, device=dev),
+        torch.zeros(size, dtype=torch.float64, device=dev),
+        torch.zeros(size, dtype=torch.float64, device=dev),
+    )
     step = max(1, _CHUNK_ELEMENTS // max(1, n * c))
     chunker = _top_label_chunk if mode == "top_label" else _classwise_chunk
     for start in range(0, v, step):
         sl = slice(start, start + step)
-        part = FormattedInputs(
-            f.probs[:, :, sl],
-            f.target[:, :, sl] if f.soft else f.target[:, sl],
-            None if f.keep is None else f.keep[:, sl],
-        )
-        hist = _accumulate(*chunker(part, n_bins), size)
-        counts += hist[0]
-        conf_sum += hist[1]
-        out_sum += hist[2]
-    shape = (n, rows, n_bins)
-    out = CalibrationHistogram(counts.view(shape), conf_sum.view(shape), out_sum.view(shape))
+        keep = None if f.keep is None else f.keep[:, sl]
+        part = FormattedInputs(f.probs[:, :, sl], f.target[:, :, sl] if f.soft else f.target[:, sl], keep)
+        _accumulate(hist, *chunker(part, n_bins))
+    out = CalibrationHistogram(*(t.view(n, rows, n_bins) for t in hist))
     return out if per_case else CalibrationHistogram(*(t.sum(0) for t in out))
 
 
