@@ -44,7 +44,13 @@ from softlabels.metrics.functional.calibration import (
 
 
 class BoundedValue(NamedTuple):
-    """A metric value with a guaranteed bound on its deviation from the exact value (float64 scalars)."""
+    """A metric value with a guaranteed bound on its deviation from the exact value (float64 scalars).
+
+    Example:
+        >>> r = BoundedValue(torch.tensor(0.12), torch.tensor(0.001))
+        >>> float(r.value - r.error_bound) <= 0.12 <= float(r.value + r.error_bound)
+        True
+    """
 
     value: Tensor
     error_bound: Tensor

@@ -60,6 +60,11 @@ class ReliabilityDiagram:
             for soft targets (NaN where empty).
         mode: ``"top_label"``, ``"classwise"`` or ``"marginal"``.
         classes: the class index of each row (classwise), empty for top-label and marginal.
+
+    Example:
+        >>> d = reliability_diagram(torch.tensor([[0.7, 0.3]]), torch.tensor([1]), n_bins=2)
+        >>> d.counts.tolist(), d.confidence[0, 1].item(), d.outcome[0, 1].item()
+        ([[0, 1]], 0.699999988079071, 0.0)
     """
 
     bin_edges: Tensor
