@@ -90,7 +90,7 @@ def test_public_signatures_use_the_vocabulary():
     for mod_name, name, obj in public_objects():
         targets = [obj.__init__, obj.update] if inspect.isclass(obj) and issubclass(obj, Metric) else [obj]
         for fn in targets:
-            if not callable(fn) or inspect.isclass(fn) and not issubclass(fn, Metric):
+            if not callable(fn) or inspect.isclass(fn):
                 continue
             try:
                 params = set(inspect.signature(fn).parameters)
