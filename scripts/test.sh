@@ -6,4 +6,4 @@ bash scripts/setup.sh
 . .venv/bin/activate
 ruff check src tests benchmarks scripts
 mypy
-python -m pytest -n 2 --dist loadfile "$@"
+python -m pytest -n 2 --dist loadfile --doctest-modules src/softlabels tests "$@"
