@@ -35,13 +35,19 @@ def metric_factories() -> dict[str, Callable]:
 def _optional_factories() -> dict[str, Callable]:
     """Segmentation and multi-rater metrics with label-map inputs (same (probs, target) update signature)."""
     out: dict[str, Callable] = {}
-    try:
-        from softlabels.metrics.segmentation import DiceScore, SoftDiceScore
+    from softlabels.metrics.segmentation import (
+        AverageSurfaceDistance,
+        DiceScore,
+        HausdorffDistance95,
+        IoUScore,
+        SoftDiceScore,
+    )
 
-        out["dice"] = lambda: DiceScore(3, include_background=True)
-        out["soft_dice"] = lambda: SoftDiceScore(include_background=True)
-    except ImportError:  # pragma: no cover - written in parallel; the test covers what exists
-        pass
+    out["dice"] = lambda: DiceScore(3, include_background=True)
+    out["iou"] = lambda: IoUScore(3, empty="nan")
+    out["soft_dice"] = lambda: SoftDiceScore(3, include_background=True)
+    out["hd95"] = lambda: HausdorffDistance95(3, spacing=(1.0, 0.5))
+    out["assd"] = lambda: AverageSurfaceDistance(3)
     return out
 
 
@@ -57,13 +63,15 @@ def run_metrics(probs, target, mask) -> dict:
     results = {}
     for name, make in metric_factories().items():
         metric = make()
-        if name in {"dice", "soft_dice"}:
+        if name in {"dice", "iou", "soft_dice", "hd95", "assd"}:
             metric.update(probs, target)
         else:
             metric.update(probs, target, mask=mask)
         results[name] = metric.compute()
         if name == "ece_top":
             results["diagram_counts"] = metric.reliability_diagram().counts
+        if name in {"iou", "hd95"}:
+            results[f"{name}_counts"] = metric.compute_counts()
     return results
 
 
@@ -88,7 +96,9 @@ def _equal(a, b) -> bool:
         return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
     if isinstance(a, tuple):
         return all(_equal(x, y) for x, y in zip(a, b, strict=True))
-    return torch.allclose(torch.as_tensor(a).double(), torch.as_tensor(b).double(), rtol=1e-12, atol=1e-12, equal_nan=True)
+    return torch.allclose(
+        torch.as_tensor(a).double(), torch.as_tensor(b).double(), rtol=1e-12, atol=1e-12, equal_nan=True
+    )
 
 
 def test_two_processes_equal_one_process(tmp_path):
