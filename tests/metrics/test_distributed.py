@@ -59,6 +59,49 @@ def data():
     return probs, target, mask
 
 
+def other_data():
+    """Inputs of the multi-rater and classification metrics, 5 items each."""
+    g = torch.Generator().manual_seed(1)
+    raters = torch.randint(0, 3, (4, 5, 8, 7), generator=g)
+    samples = torch.randint(0, 3, (2, 5, 8, 7), generator=g)
+    rater_mean = torch.nn.functional.one_hot(raters, 3).double().mean(0).movedim(-1, 1)
+    probs = torch.softmax(torch.randn(5, 3, 8, 7, generator=g, dtype=torch.float64), dim=1)
+    cls_probs = torch.softmax(torch.randn(5, 6, generator=g), dim=1)
+    cls_target = torch.randint(0, 6, (5,), generator=g)
+    features = torch.randn(5, 4, generator=g)
+    feat_target = torch.tensor([0, 1, 2, 0, 1])
+    return {
+        "thresholded_dice": (probs, rater_mean),
+        "ged": (samples, raters),
+        "top2": (cls_probs, cls_target),
+        "compactness": (features, feat_target),
+    }
+
+
+def other_metrics(lo: int, hi: int) -> dict:
+    """Multi-rater and classification metrics on items [lo, hi); item axis 1 for the rater/sample stacks."""
+    from softlabels.metrics.classification import EmbeddingCompactness, TopKAccuracy
+    from softlabels.metrics.multirater import GeneralizedEnergyDistance, ThresholdedDice
+
+    makers = {
+        "thresholded_dice": lambda: ThresholdedDice(3),
+        "ged": lambda: GeneralizedEnergyDistance(3),
+        "top2": lambda: TopKAccuracy(k=2),
+        "compactness": lambda: EmbeddingCompactness(3, num_features=4),
+    }
+    results = {}
+    for name, (a, b) in other_data().items():
+        metric = makers[name]()
+        if name == "ged":
+            metric.update(a[:, lo:hi], b[:, lo:hi])
+        else:
+            metric.update(a[lo:hi], b[lo:hi])
+        results[name] = metric.compute()
+        if name == "thresholded_dice":
+            results["thresholded_dice_curve"] = metric.compute_curve()
+    return results
+
+
 def run_metrics(probs, target, mask) -> dict:
     results = {}
     for name, make in metric_factories().items():
@@ -75,12 +118,16 @@ def run_metrics(probs, target, mask) -> dict:
     return results
 
 
+def run_all(lo: int, hi: int) -> dict:
+    probs, target, mask = data()
+    return {**run_metrics(probs[lo:hi], target[lo:hi], mask[lo:hi]), **other_metrics(lo, hi)}
+
+
 def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
-    probs, target, mask = data()
     lo, hi = (0, 3) if rank == 0 else (3, 5)  # uneven split: 3 cases and 2 cases
-    results = run_metrics(probs[lo:hi], target[lo:hi], mask[lo:hi])
+    results = run_all(lo, hi)
     torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
     dist.destroy_process_group()
 
@@ -102,7 +149,7 @@ def _equal(a, b) -> bool:
 
 
 def test_two_processes_equal_one_process(tmp_path):
-    single = run_metrics(*data())
+    single = run_all(0, 5)
     mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
     for rank in range(2):
         synced = torch.load(tmp_path / f"rank{rank}.pt", weights_only=False)
