@@ -107,25 +107,28 @@ def _bin_index(x: Tensor, n_bins: int) -> tuple[Tensor, Tensor]:
     return x64.mul(n_bins).ceil_().to(torch.int64).sub_(1).clamp_min_(0), x64
 
 
-def _top_label_chunk(f: FormattedInputs, n_bins: int) -> tuple[Tensor, Tensor, Tensor]:
-    """Flat bin index (case-major), float64 confidence and outcome of the top-label forecast of each kept voxel."""
+def _top_label_chunk(f: FormattedInputs, n_bins: int, per_case: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """Flat bin index (case-major if ``per_case``), float64 confidence and outcome of each kept top-label forecast."""
     conf, pred = f.probs.max(dim=1)  # first maximal class, as argmax
     outcome = f.target.gather(1, pred.unsqueeze(1)).squeeze(1) if f.soft else pred == f.target
     idx, conf64 = _bin_index(conf, n_bins)
-    if idx.shape[0] > 1:
+    if per_case and idx.shape[0] > 1:
         idx += torch.arange(idx.shape[0], device=idx.device).unsqueeze(1) * n_bins
     if f.keep is not None:
         return idx[f.keep], conf64[f.keep], outcome[f.keep]
     return idx.reshape(-1), conf64.reshape(-1), outcome.reshape(-1)
 
 
-def _classwise_chunk(f: FormattedInputs, n_bins: int) -> tuple[Tensor, Tensor, Tensor]:
-    """Flat bin index (case-major, then class), float64 probability and outcome of every kept (voxel, class) pair."""
+def _classwise_chunk(f: FormattedInputs, n_bins: int, per_case: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """Flat bin index (case-major if ``per_case``, then class), float64 probability and outcome of each kept pair."""
     n, c, _ = f.probs.shape
     classes = torch.arange(c, device=f.probs.device)
     outcome = f.target if f.soft else f.target.unsqueeze(1) == classes.view(1, c, 1)
     idx, p64 = _bin_index(f.probs, n_bins)
-    idx += (torch.arange(n, device=idx.device).view(n, 1, 1) * c + classes.view(1, c, 1)) * n_bins
+    offset = classes.view(1, c, 1) * n_bins
+    if per_case:
+        offset = offset + torch.arange(n, device=idx.device).view(n, 1, 1) * (c * n_bins)
+    idx += offset
     if f.keep is not None:
         keep = f.keep.unsqueeze(1).expand_as(idx)
         return idx[keep], p64[keep], outcome[keep]
@@ -163,7 +166,8 @@ def _calibration_histogram_update(
     f = format_inputs(probs, target, mask=mask, ignore_index=ignore_index)
     n, c, v = f.probs.shape
     rows = 1 if mode == "top_label" else c
-    size = n * rows * n_bins
+    cases = n if per_case else 1
+    size = cases * rows * n_bins
     dev = probs.device
     hist = CalibrationHistogram(
         torch.zeros(size, dtype=torch.int64, device=dev),
@@ -176,9 +180,9 @@ def _calibration_histogram_update(
         sl = slice(start, start + step)
         keep = None if f.keep is None else f.keep[:, sl]
         part = FormattedInputs(f.probs[:, :, sl], f.target[:, :, sl] if f.soft else f.target[:, sl], keep)
-        _accumulate(hist, *chunker(part, n_bins))
-    out = CalibrationHistogram(*(t.view(n, rows, n_bins) for t in hist))
-    return out if per_case else CalibrationHistogram(*(t.sum(0) for t in out))
+        _accumulate(hist, *chunker(part, n_bins, per_case))
+    shape = (n, rows, n_bins) if per_case else (rows, n_bins)
+    return CalibrationHistogram(*(t.view(shape) for t in hist))
 
 
 def _select_rows(hist: CalibrationHistogram, mode: str, include_background: bool) -> CalibrationHistogram:
