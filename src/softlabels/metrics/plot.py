@@ -5,8 +5,9 @@ matplotlib is imported here only, inside the function, so importing :mod:`softla
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
 from softlabels.metrics.functional.calibration import ReliabilityDiagram
@@ -25,9 +26,9 @@ def plot_reliability_diagram(
 ) -> Axes:
     """Draw one row of a reliability diagram: mean outcome per bin against the bin, the gap to the diagonal, counts.
 
-    Bars show the mean outcome (accuracy, or target frequency for soft targets) of each non-empty bin; red hatched
-    bars show the gap to the mean confidence; a lower inset-free strip (twin axis) shows the share of samples per
-    bin on a log scale when ``show_counts``.
+    Blue bars show the mean outcome (accuracy, or target frequency for soft targets) of each non-empty bin; red hatched
+    outlines span the gap between it and the bin's mean confidence; a black step line (right axis, log scale) shows
+    the share of samples per bin when ``show_counts``.
 
     Args:
         diagram: the data, from ``reliability_diagram(...)`` or ``CalibrationError.reliability_diagram()``.
@@ -60,27 +61,38 @@ def plot_reliability_diagram(
     nonempty = (counts > 0).numpy()
     conf = torch.nan_to_num(diagram.confidence[row].detach().cpu()).numpy()
     outc = torch.nan_to_num(diagram.outcome[row].detach().cpu()).numpy()
-    style: dict[str, Any] = {"width": widths[nonempty] * 0.9, "edgecolor": "black", "linewidth": 0.5}
-    ax.bar(centers[nonempty], outc[nonempty], color="#4C72B0", label="outcome", **style)
+    width = widths[nonempty] * 0.9
+    ax.bar(centers[nonempty], outc[nonempty], width=width, color="#4C72B0", edgecolor="white", label="outcome")
+    low, gap = np.minimum(conf, outc)[nonempty], np.abs(conf - outc)[nonempty]
     ax.bar(
         centers[nonempty],
-        conf[nonempty] - outc[nonempty],
-        bottom=outc[nonempty],
-        color="#DD8452",
-        alpha=0.5,
-        hatch="//",
-        label="gap to confidence",
-        **style,
+        gap,
+        bottom=low,
+        width=width,
+        facecolor="none",
+        edgecolor="#C44E52",
+        hatch="///",
+        linewidth=0.8,
+        label="gap to mean confidence",
     )
     ax.plot([0, 1], [0, 1], color="gray", linestyle="--", linewidth=1)
     ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel="outcome (accuracy / target frequency)")
     if show_counts and int(counts.sum()) > 0:
         twin = ax.twinx()
         share = counts.double() / counts.sum()
-        twin.step(edges[:-1], share.numpy(), where="post", color="black", linewidth=0.8, alpha=0.6)
+        twin.step(
+            edges,
+            np.append(share.numpy(), share.numpy()[-1]),
+            where="post",
+            color="black",
+            linewidth=0.8,
+            alpha=0.6,
+            label="share of samples",
+        )
         twin.set_yscale("log")
-        twin.set_ylabel("share of samples")
-    name = diagram.mode if not diagram.classes else f"{diagram.mode}, class {diagram.classes[row]}"
+        twin.set_ylabel("share of samples (log)")
+    mode = diagram.mode.replace("_", "-")
+    name = mode if not diagram.classes else f"{mode}, class {diagram.classes[row]}"
     ax.set_title(title if title is not None else name)
     ax.legend(loc="upper left", fontsize="small")
     return ax

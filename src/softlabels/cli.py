@@ -1,0 +1,194 @@
+"""The ``softlabels`` command line: an argparse front with one sub-command per job.
+
+Sub-commands: ``score`` (evaluate existing predictions for calibration). ``train``, ``evaluate``, ``calibrate``,
+``predict`` and ``bench`` come later: each is one entry of :data:`COMMANDS` (a function adding its arguments and a
+function running it). User errors (bad paths, unreadable files, invalid values) print one line to stderr and exit
+with status 2, like argparse's own errors; anything else is a bug and shows its traceback.
+
+``softlabels score`` file conventions (details in :mod:`softlabels.data.prediction_files`): probability maps are
+NIfTI volumes with the classes on the **last** axis ``(x, y, z, C)`` (a 3D volume is the foreground probability of a
+binary task) or nnU-Net ``--save_probabilities`` ``.npz`` files (key ``probabilities``, ``(C, z, y, x)``); label maps
+are integer NIfTI or PNG files; cases are matched by file name stem. Examples::
+
+    softlabels score --probs preds/ --labels labelsTs/ --output report/
+    softlabels score --probs preds/ --raters raters/ --output report/      # raters/<rater>/<case>.nii.gz
+    softlabels score --example --output outputs/example-score             # the example shipped with softlabels
+    softlabels score --example --raters - --output outputs/example-raters  # the example against its 3 raters
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+from softlabels import __version__
+
+USER_ERRORS: tuple[type[Exception], ...] = (ValueError, TypeError, FileNotFoundError)
+EXAMPLE = "-"  # ``--raters -`` / ``--labels -`` with ``--example``: that reference of the shipped example
+
+
+class Command(NamedTuple):
+    """A sub-command: its one-line help, a function adding its arguments and a function running it (→ exit code)."""
+
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+def _spacing(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.replace("x", ",").split(","))
+    except ValueError:
+        values = ()
+    if not values or any(not v > 0 for v in values):
+        raise argparse.ArgumentTypeError(f"must be positive numbers separated by commas, e.g. 1,1,2.5; got {text!r}")
+    return values
+
+
+def _positive_int(text: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1; got {text!r}")
+    return int(text)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number; got {text!r}")
+    return value
+
+
+def _add_score_arguments(parser: argparse.ArgumentParser) -> None:
+    data = parser.add_argument_group("data (cases matched by file name stem)")
+    data.add_argument("--probs", type=Path, metavar="DIR", help="probability maps: NIfTI (x,y,z,C) or nnU-Net npz")
+    ref = data.add_mutually_exclusive_group()
+    ref.add_argument("--labels", type=Path, metavar="DIR", help="reference label maps (NIfTI or PNG, integer)")
+    ref.add_argument("--raters", type=Path, metavar="DIR", help="one sub-folder of label maps per rater (soft ref.)")
+    ref.add_argument("--ref-probs", type=Path, metavar="DIR", help="soft reference probability maps, as --probs")
+    data.add_argument(
+        "--example",
+        action="store_true",
+        help="score the example shipped with softlabels (reference: its labels; '--raters -': its 3 raters)",
+    )
+    options = parser.add_argument_group("options")
+    options.add_argument("--output", type=Path, metavar="DIR", required=True, help="folder for the report files")
+    options.add_argument("--n-bins", type=_positive_int, default=15, help="calibration bins (default 15)")
+    options.add_argument(
+        "--boundary-width", type=_positive_float, default=2.0, help="boundary band half-width in voxels (default 2)"
+    )
+    options.add_argument("--ignore-index", type=int, default=None, help="label to ignore (label-map references)")
+    options.add_argument("--num-classes", type=_positive_int, default=None, help="classes C (default: first case)")
+    options.add_argument(
+        "--spacing", type=_spacing, default=None, metavar="X,Y[,Z]", help="voxel size for HD95 (default: NIfTI header)"
+    )
+    options.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def _score_inputs(args: argparse.Namespace) -> tuple[Path, Path, str]:
+    """The prediction folder, reference folder and reference kind the arguments ask for."""
+    given = [(kind, getattr(args, kind)) for kind in ("labels", "raters", "ref_probs") if getattr(args, kind)]
+    if args.example:
+        from softlabels.data.prediction_files import example_folder
+
+        if args.probs is not None or any(str(path) != EXAMPLE for _, path in given):
+            raise ValueError("--example scores the shipped example; give no --probs and no reference folder with it.")
+        kind = given[0][0] if given else "labels"
+        if kind == "ref_probs":
+            raise ValueError("the shipped example has no soft probability reference; use '--raters -' or nothing.")
+        root = example_folder()
+        return root / "probs", root / kind, kind
+    if args.probs is None or not given:
+        raise ValueError("give --probs DIR and one reference: --labels DIR, --raters DIR or --ref-probs DIR.")
+    if any(str(path) == EXAMPLE for _, path in given):
+        raise ValueError("'-' as a reference folder means the shipped example's; use it with --example.")
+    return args.probs, given[0][1], given[0][0]
+
+
+def _run_score(args: argparse.Namespace) -> int:
+    from softlabels.bench.report import write_report
+    from softlabels.bench.score import score_folders
+
+    probs_dir, reference_dir, kind = _score_inputs(args)
+    result = score_folders(
+        probs_dir,
+        reference_dir,
+        kind=kind,  # type: ignore[arg-type]
+        n_bins=args.n_bins,
+        boundary_width=args.boundary_width,
+        ignore_index=args.ignore_index,
+        num_classes=args.num_classes,
+        spacing=args.spacing,
+        progress=False if args.no_progress else None,
+    )
+    sources = {"probs": str(probs_dir), kind: str(reference_dir), "example": bool(args.example)}
+    paths = write_report(result, args.output, sources=sources)
+    summary = result.summary
+    print(
+        f"scored {len(result.cases)} case(s): ECE {summary['ece_top_label']:.4f}, "
+        f"Brier {summary['brier']:.4f}, NLL {summary['nll']:.4f}"
+    )
+    for path in paths.values():
+        print(f"wrote {path}")
+    return 0
+
+
+COMMANDS: dict[str, Command] = {
+    "score": Command(
+        "evaluate existing predictions (e.g. nnU-Net's) for calibration, case by case",
+        _add_score_arguments,
+        _run_score,
+    ),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``softlabels`` parser with one sub-parser per entry of :data:`COMMANDS`.
+
+    Example:
+        >>> args = build_parser().parse_args(["score", "--example", "--output", "out"])
+        >>> args.command, args.n_bins, args.example
+        ('score', 15, True)
+    """
+    parser = argparse.ArgumentParser(
+        prog="softlabels",
+        description="Soft labels and exact, streaming calibration metrics for medical-image models.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, command in COMMANDS.items():
+        sub_parser = sub.add_parser(name, help=command.help, description=command.help)
+        command.add_arguments(sub_parser)
+        sub_parser.set_defaults(run=command.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status (0 success, 2 user error).
+
+    Args:
+        argv: the arguments without the program name (``None``: ``sys.argv[1:]``).
+
+    Returns:
+        The exit status.
+
+    Example:
+        >>> main(["score", "--labels", "/nonexistent", "--probs", "/nonexistent", "--output", "out"])
+        2
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args))
+    except USER_ERRORS as err:
+        print(f"softlabels {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
