@@ -85,7 +85,9 @@ def test_half_precision_npz_is_renormalised(tmp_path, rng):
 def test_half_precision_npz_not_summing_to_one_is_an_error(tmp_path, rng):
     probs = (0.9 * softmax(rng.normal(size=(3, 2, 4, 4)), 0)).astype(np.float16)
     np.savez(tmp_path / "a.npz", probabilities=probs)
-    with pytest.raises(ValueError, match=r"a\.npz.*sum to 1 over the classes within 0\.01; got a maximum deviation of 0\.1"):
+    with pytest.raises(
+        ValueError, match=r"a\.npz.*sum to 1 over the classes within 0\.01; got a maximum deviation of 0\.1"
+    ):
         read_probs(tmp_path / "a.npz")
 
 
