@@ -228,3 +228,19 @@ def test_reliability_diagram_from_metric():
     direct = reliability_diagram(probs, target, n_bins=12, mode="classwise", include_background=False)
     assert torch.equal(d.counts, direct.counts) and d.classes == (1, 2, 3)
     assert torch.allclose(d.outcome, direct.outcome, equal_nan=True)
+
+
+def test_ties_for_the_maximum_follow_argmax():
+    # the first maximal class is the prediction, as argmax: exact ties decide correctness (dyadic values are exact)
+    probs = torch.tensor(
+        [[0.5, 0.5, 0.0], [0.5, 0.5, 0.0], [0.375, 0.375, 0.25], [0.25, 0.375, 0.375], [0.25, 0.375, 0.375]]
+    )
+    target = torch.tensor([1, 0, 1, 1, 2])
+    correct = [False, True, False, True, False]  # argmax: 0, 0, 0, 1, 1
+    d = reliability_diagram(probs, target, n_bins=1)
+    assert d.outcome[0, 0].item() == pytest.approx(sum(correct) / len(correct))
+    big = probs.T.reshape(1, 3, 5).repeat(2, 1, 40)  # the same forecasts as a (N, C, V) map, through the chunks
+    d_big = reliability_diagram(big, target.repeat(2, 40), n_bins=1)
+    assert d_big.outcome[0, 0].item() == pytest.approx(sum(correct) / len(correct))
+    ref = calibration_error_ref(probs.numpy(), target.numpy(), n_bins=10)
+    assert float(calibration_error(probs, target, n_bins=10)) == pytest.approx(ref, abs=1e-12)

@@ -57,7 +57,9 @@ def _check_distribution(x: Tensor, arg: str, where: str, *, class_dim: int = 1) 
     if lo_v < 0.0 or hi_v > 1.0:
         raise ValueError(f"`{arg}` of {where} must be probabilities in [0, 1]; got min {lo_v:.6g}, max {hi_v:.6g}.")
     if x.shape[class_dim] > 1:
-        dev = (x.detach().sum(class_dim, dtype=torch.promote_types(x.dtype, torch.float32)) - 1.0).abs().max()
+        y = x.detach() if x.dtype in (torch.float32, torch.float64) else x.detach().float()
+        lo_sum, hi_sum = torch.aminmax(y.sum(class_dim))
+        dev = torch.maximum(hi_sum - 1.0, 1.0 - lo_sum)
         tol = sum_tolerance(x.dtype)
         if float(dev) > tol:
             raise ValueError(
@@ -166,7 +168,8 @@ def format_inputs(probs: Tensor, target: Tensor, *, mask: Tensor | None, ignore_
     """Reshape checked inputs to ``probs (N, C, V)``, ``target (N, V)``/``(N, C, V)`` and ``keep (N, V)``.
 
     ``C == 1`` (binary, foreground probability) is expanded to ``[1 − p, p]`` (and a soft target likewise).
-    ``keep`` combines ``mask`` and ``target != ignore_index``; it is ``None`` when every voxel counts.
+    ``keep`` combines ``mask`` and ``target != ignore_index``; it is ``None`` when every voxel counts. Ignored labels
+    are replaced by 0 in the returned target (they are dropped by ``keep``).
 
     Example:
         >>> f = format_inputs(torch.full((2, 1, 3, 3), 0.7), torch.ones(2, 3, 3, dtype=torch.long), mask=None,
@@ -186,4 +189,5 @@ def format_inputs(probs: Tensor, target: Tensor, *, mask: Tensor | None, ignore_
     if ignore_index is not None and not soft:
         valid = t != ignore_index
         keep = valid if keep is None else keep & valid
+        t = t.masked_fill(~valid, 0)  # dropped by `keep`; a valid index for gathers
     return FormattedInputs(p, t if soft else t.long(), keep)

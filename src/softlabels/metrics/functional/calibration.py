@@ -107,10 +107,28 @@ def _bin_index(x: Tensor, n_bins: int) -> tuple[Tensor, Tensor]:
     return x64.mul(n_bins).ceil_().to(torch.int64).sub_(1).clamp_min_(0), x64
 
 
+def _top_label_hard(probs: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    """Top-label confidence ``(N, V)`` and correctness of the first maximal class (``argmax``) against labels.
+
+    ``amax`` plus a gather is several times faster than ``max(dim=1)`` over a strided class axis. The two agree except
+    at ties for the maximum (possible only where ``max ≤ 1/2``); tied voxels are re-checked with ``argmax``.
+    """
+    conf = probs.amax(dim=1)
+    correct = probs.gather(1, target.unsqueeze(1)).squeeze(1) == conf
+    if bool((conf <= 0.5).any()):
+        tied = (probs == conf.unsqueeze(1)).sum(1, dtype=torch.uint8) > 1
+        if bool(tied.any()):
+            correct[tied] = probs.movedim(1, -1)[tied].argmax(dim=-1) == target[tied]
+    return conf, correct
+
+
 def _top_label_chunk(f: FormattedInputs, n_bins: int, per_case: bool) -> tuple[Tensor, Tensor, Tensor]:
     """Flat bin index (case-major if ``per_case``), float64 confidence and outcome of each kept top-label forecast."""
-    conf, pred = f.probs.max(dim=1)  # first maximal class, as argmax
-    outcome = f.target.gather(1, pred.unsqueeze(1)).squeeze(1) if f.soft else pred == f.target
+    if f.soft:
+        conf, pred = f.probs.max(dim=1)  # first maximal class, as argmax
+        outcome = f.target.gather(1, pred.unsqueeze(1)).squeeze(1)
+    else:
+        conf, outcome = _top_label_hard(f.probs, f.target)
     idx, conf64 = _bin_index(conf, n_bins)
     if per_case and idx.shape[0] > 1:
         idx += torch.arange(idx.shape[0], device=idx.device).unsqueeze(1) * n_bins

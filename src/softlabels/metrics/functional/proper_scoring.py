@@ -72,8 +72,6 @@ def _proper_score_update(
     for start in range(0, v, step):
         sl = slice(start, start + step)
         t = f.target[:, :, sl] if f.soft else f.target[:, sl]
-        if not f.soft and f.keep is not None:
-            t = torch.where(f.keep[:, sl], t, torch.zeros_like(t))  # ignored labels may lie outside [0, C)
         score = _voxel_scores(f.probs[:, :, sl], t, f.soft, kind, eps)
         if f.keep is None:
             total += score.sum(1)
