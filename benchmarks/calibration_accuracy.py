@@ -257,7 +257,8 @@ def markdown(payload: dict[str, Any]) -> str:
         f"\nData: C = {C}, float32 Dirichlet(1,1,1,1) probabilities, labels drawn from them (true ECE → 0), "
         f"seed {payload['seed']}, update chunks of {payload['chunk']:,} samples, {N_BINS} bins, l1. Reference: float64 "
         "NumPy with the exact edges m/15 (softlabels' convention), lower-open bins. "
-        "MONAI: one 'volume' of all n samples, `right=True`, value = mean of the per-class ECEs (compare with our classwise).\n\n",
+        "MONAI: one 'volume' of all n samples, `right=True`, value = mean of the per-class ECEs "
+        "(compare with our classwise).\n\n",
         md_table(
             [
                 "n",
