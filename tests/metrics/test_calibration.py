@@ -244,3 +244,21 @@ def test_ties_for_the_maximum_follow_argmax():
     assert d_big.outcome[0, 0].item() == pytest.approx(sum(correct) / len(correct))
     ref = calibration_error_ref(probs.numpy(), target.numpy(), n_bins=10)
     assert float(calibration_error(probs, target, n_bins=10)) == pytest.approx(ref, abs=1e-12)
+
+
+@settings(max_examples=8, deadline=None)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    c=st.integers(2, 6),
+    n_bins=st.integers(5, 20),
+    mode=st.sampled_from(MODES),
+)
+def test_property_calibrated_sampler_converges_to_zero(seed, c, n_bins, mode):
+    # labels drawn from the forecast probabilities: the binned error is sampling noise of order sqrt(n_bins / n)
+    n = 500_000
+    probs, target = calibrated_sample(n, c, seed)
+    bound = 4.0 * math.sqrt(n_bins / n)
+    assert float(calibration_error(probs, target, n_bins=n_bins, mode=mode)) <= bound
+    # the same labels scored against over-confident forecasts are clearly outside the bound
+    sharp = torch.softmax(3.0 * torch.log(probs), dim=1)
+    assert float(calibration_error(sharp, target, n_bins=n_bins, mode=mode)) > bound

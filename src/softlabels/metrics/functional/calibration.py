@@ -34,7 +34,7 @@ Mode = Literal["top_label", "classwise", "marginal"]
 Norm = Literal["l1", "l2", "max", "ace"]
 MODES: tuple[str, ...] = ("top_label", "classwise", "marginal")
 NORMS: tuple[str, ...] = ("l1", "l2", "max", "ace")
-_CHUNK_ELEMENTS = 1 << 18  # probabilities binned at a time: fits in cache, bounds transient memory
+_CHUNK_ELEMENTS = 1 << 19  # probabilities binned at a time: bounds transient memory, few op calls
 
 
 class CalibrationHistogram(NamedTuple):
@@ -102,9 +102,20 @@ def _calibration_error_tensor_validation(
 
 
 def _bin_index(x: Tensor, n_bins: int) -> tuple[Tensor, Tensor]:
-    """Bin of each value (``ceil(r·M) − 1``, with 0 in the first bin) and the values in float64."""
+    """Slot ``ceil(r·M)`` in ``[0, M]`` of each value (slot 0 holds ``r = 0`` only) and the values in float64.
+
+    Slots ``0`` and ``1`` are merged into the first bin when the histogram is finished (:func:`_fold_zero_slot`),
+    which spares two passes over the data per chunk.
+    """
     x64 = x.double()
-    return x64.mul(n_bins).ceil_().to(torch.int64).sub_(1).clamp_min_(0), x64
+    return torch.ceil(x64 * n_bins).to(torch.int64), x64
+
+
+def _fold_zero_slot(t: Tensor) -> Tensor:
+    """Histogram ``(..., M + 1)`` of slots → ``(..., M)`` bins, slot 0 (``r = 0``) added to the first bin."""
+    out = t[..., 1:].clone()
+    out[..., 0] += t[..., 0]
+    return out
 
 
 def _top_label_hard(probs: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
@@ -131,7 +142,7 @@ def _top_label_chunk(f: FormattedInputs, n_bins: int, per_case: bool) -> tuple[T
         conf, outcome = _top_label_hard(f.probs, f.target)
     idx, conf64 = _bin_index(conf, n_bins)
     if per_case and idx.shape[0] > 1:
-        idx += torch.arange(idx.shape[0], device=idx.device).unsqueeze(1) * n_bins
+        idx += torch.arange(idx.shape[0], device=idx.device).unsqueeze(1) * (n_bins + 1)
     if f.keep is not None:
         return idx[f.keep], conf64[f.keep], outcome[f.keep]
     return idx.reshape(-1), conf64.reshape(-1), outcome.reshape(-1)
@@ -143,9 +154,9 @@ def _classwise_chunk(f: FormattedInputs, n_bins: int, per_case: bool) -> tuple[T
     classes = torch.arange(c, device=f.probs.device)
     outcome = f.target if f.soft else f.target.unsqueeze(1) == classes.view(1, c, 1)
     idx, p64 = _bin_index(f.probs, n_bins)
-    offset = classes.view(1, c, 1) * n_bins
+    offset = classes.view(1, c, 1) * (n_bins + 1)
     if per_case:
-        offset = offset + torch.arange(n, device=idx.device).view(n, 1, 1) * (c * n_bins)
+        offset = offset + torch.arange(n, device=idx.device).view(n, 1, 1) * (c * (n_bins + 1))
     idx += offset
     if f.keep is not None:
         keep = f.keep.unsqueeze(1).expand_as(idx)
@@ -179,13 +190,13 @@ def _calibration_histogram_update(
     """Histogram of one batch: ``(rows, n_bins)`` pooled, or ``(N, rows, n_bins)`` per case if ``per_case``.
 
     ``rows`` is 1 for ``mode="top_label"`` and the number of classes (2 for binary ``C == 1`` inputs) otherwise.
-    The voxels are processed in cache-sized chunks (~256k probabilities), so transient memory is bounded and small.
+    The voxels are processed in chunks of ~0.5M probabilities, so transient memory is bounded and small.
     """
     f = format_inputs(probs, target, mask=mask, ignore_index=ignore_index)
     n, c, v = f.probs.shape
     rows = 1 if mode == "top_label" else c
     cases = n if per_case else 1
-    size = cases * rows * n_bins
+    size = cases * rows * (n_bins + 1)
     dev = probs.device
     hist = CalibrationHistogram(
         torch.zeros(size, dtype=torch.int64, device=dev),
@@ -199,8 +210,8 @@ def _calibration_histogram_update(
         keep = None if f.keep is None else f.keep[:, sl]
         part = FormattedInputs(f.probs[:, :, sl], f.target[:, :, sl] if f.soft else f.target[:, sl], keep)
         _accumulate(hist, *chunker(part, n_bins, per_case))
-    shape = (n, rows, n_bins) if per_case else (rows, n_bins)
-    return CalibrationHistogram(*(t.view(shape) for t in hist))
+    shape = (n, rows, n_bins + 1) if per_case else (rows, n_bins + 1)
+    return CalibrationHistogram(*(_fold_zero_slot(t.view(shape)) for t in hist))
 
 
 def _select_rows(hist: CalibrationHistogram, mode: str, include_background: bool) -> CalibrationHistogram:
