@@ -149,13 +149,32 @@ class Impl:
         return state_bytes(self.metric.metric_state)
 
 
-def worker(name: str, volumes: int, seed: int, threads: int) -> dict[str, Any]:
-    """Stream the volumes through one implementation; times, state, RSS and value as a dict."""
+class _NoSampler:
+    """Stands in for :class:`PeakRSS` in the timing pass: a sampling thread would compete for the 2 cores."""
+
+    peak = 0
+
+    def __enter__(self) -> _NoSampler:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+def worker(name: str, volumes: int, seed: int, threads: int, sample_rss: bool = False) -> dict[str, Any]:
+    """Stream the volumes through one implementation; times, state and value (or, with ``sample_rss``, the peak RSS).
+
+    Time and memory are measured in two separate runs: the RSS sampler is a Python thread polling every 2 ms, which
+    on 2 cores competes with the 2 compute threads and slows implementations with many small operations.
+    """
     torch.set_num_threads(threads)
     load_start = os.getloadavg()[0]
     rss_start = rss_bytes()
     impl = Impl(name)
-    sampler = PeakRSS()
+    sampler: Any = PeakRSS() if sample_rss else _NoSampler()
     update_s, gen_s, baseline = 0.0, 0.0, 0
     for v in range(volumes):
         t0 = time.perf_counter()
@@ -197,26 +216,24 @@ def worker(name: str, volumes: int, seed: int, threads: int) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------------- driver
+def _run_worker(name: str, volumes: int, seed: int, threads: int, sample_rss: bool) -> dict[str, Any]:
+    cmd = [sys.executable, __file__, "--worker", name, "--volumes", str(volumes), "--seed", str(seed)]
+    cmd += ["--threads", str(threads)] + (["--sample-rss"] if sample_rss else [])
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        return {"name": name, "error": proc.stderr[-2000:]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def run_all(volumes: int, seed: int, impls: list[str], threads: int) -> dict[str, dict[str, Any]]:
+    """Each implementation in its own subprocess: a timing run, then a memory run."""
     out = {}
     for name in impls:
-        cmd = [
-            sys.executable,
-            __file__,
-            "--worker",
-            name,
-            "--volumes",
-            str(volumes),
-            "--seed",
-            str(seed),
-            "--threads",
-            str(threads),
-        ]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            out[name] = {"name": name, "error": proc.stderr[-2000:]}
-        else:
-            out[name] = json.loads(proc.stdout.strip().splitlines()[-1])
+        out[name] = _run_worker(name, volumes, seed, threads, sample_rss=False)
+        if "error" not in out[name]:
+            mem = _run_worker(name, volumes, seed, threads, sample_rss=True)
+            for key in ("peak_rss_bytes", "peak_rss_increase_bytes", "ru_maxrss_bytes", "rss_baseline_bytes"):
+                out[name][key] = mem.get(key)
         print(json.dumps(out[name]), flush=True)
     return out
 
@@ -269,7 +286,8 @@ def markdown(payload: dict[str, Any]) -> str:
         f"\nTest set: {payload['volumes']} volumes of 4×240×240×155 float32 softmax probabilities + int64 labels "
         f"drawn from them (seed {payload['seed']}); one volume per update, {N_BINS} bins, l1; each implementation in "
         f"its own subprocess, torch threads = {payload['threads']}. Peak RSS increase = max RSS during "
-        "update/compute calls − RSS before the first update (first volume already in memory).\n\n",
+        "update/compute calls − RSS before the first update (first volume already in memory), sampled every 2 ms by "
+        "a thread in a second run of each implementation; the times come from a run without that thread.\n\n",
         md_table(
             [
                 "implementation",
@@ -308,11 +326,12 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads in every worker")
     ap.add_argument("--worker", choices=IMPLS, help=argparse.SUPPRESS)
+    ap.add_argument("--sample-rss", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--impls", default=",".join(IMPLS), help="comma-separated subset of " + ", ".join(IMPLS))
     ap.add_argument("--name", default="calibration_speed", help="result file stem")
     args = ap.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.worker, args.volumes, args.seed, args.threads)))
+        print(json.dumps(worker(args.worker, args.volumes, args.seed, args.threads, args.sample_rss)))
         return 0
     t0 = time.perf_counter()
     torch.set_num_threads(args.threads)

@@ -101,14 +101,14 @@ def _calibration_error_tensor_validation(
         raise ValueError(f"`probs` of {where} must have num_classes={num_classes} channels; got {probs.shape[1]}.")
 
 
-def _bin_index(x: Tensor, n_bins: int) -> tuple[Tensor, Tensor]:
+def _bin_index(x: Tensor, n_bins: int, index_dtype: torch.dtype = torch.int64) -> tuple[Tensor, Tensor]:
     """Slot ``ceil(r·M)`` in ``[0, M]`` of each value (slot 0 holds ``r = 0`` only) and the values in float64.
 
     Slots ``0`` and ``1`` are merged into the first bin when the histogram is finished (:func:`_fold_zero_slot`),
     which spares two passes over the data per chunk.
     """
     x64 = x.double()
-    return torch.ceil(x64 * n_bins).to(torch.int64), x64
+    return x64.mul(n_bins).ceil_().to(index_dtype), x64
 
 
 def _fold_zero_slot(t: Tensor) -> Tensor:
@@ -133,14 +133,16 @@ def _top_label_hard(probs: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
     return conf, correct
 
 
-def _top_label_chunk(f: FormattedInputs, n_bins: int, per_case: bool) -> tuple[Tensor, Tensor, Tensor]:
+def _top_label_chunk(
+    f: FormattedInputs, n_bins: int, per_case: bool, index_dtype: torch.dtype
+) -> tuple[Tensor, Tensor, Tensor]:
     """Flat bin index (case-major if ``per_case``), float64 confidence and outcome of each kept top-label forecast."""
     if f.soft:
         conf, pred = f.probs.max(dim=1)  # first maximal class, as argmax
         outcome = f.target.gather(1, pred.unsqueeze(1)).squeeze(1)
     else:
         conf, outcome = _top_label_hard(f.probs, f.target)
-    idx, conf64 = _bin_index(conf, n_bins)
+    idx, conf64 = _bin_index(conf, n_bins, index_dtype)
     if per_case and idx.shape[0] > 1:
         idx += torch.arange(idx.shape[0], device=idx.device).unsqueeze(1) * (n_bins + 1)
     if f.keep is not None:
@@ -148,12 +150,14 @@ def _top_label_chunk(f: FormattedInputs, n_bins: int, per_case: bool) -> tuple[T
     return idx.reshape(-1), conf64.reshape(-1), outcome.reshape(-1)
 
 
-def _classwise_chunk(f: FormattedInputs, n_bins: int, per_case: bool) -> tuple[Tensor, Tensor, Tensor]:
+def _classwise_chunk(
+    f: FormattedInputs, n_bins: int, per_case: bool, index_dtype: torch.dtype
+) -> tuple[Tensor, Tensor, Tensor]:
     """Flat bin index (case-major if ``per_case``, then class), float64 probability and outcome of each kept pair."""
     n, c, _ = f.probs.shape
     classes = torch.arange(c, device=f.probs.device)
     outcome = f.target if f.soft else f.target.unsqueeze(1) == classes.view(1, c, 1)
-    idx, p64 = _bin_index(f.probs, n_bins)
+    idx, p64 = _bin_index(f.probs, n_bins, index_dtype)
     offset = classes.view(1, c, 1) * (n_bins + 1)
     if per_case:
         offset = offset + torch.arange(n, device=idx.device).view(n, 1, 1) * (c * (n_bins + 1))
@@ -205,11 +209,12 @@ def _calibration_histogram_update(
     )
     step = max(1, _CHUNK_ELEMENTS // max(1, n * c))
     chunker = _top_label_chunk if mode == "top_label" else _classwise_chunk
+    index_dtype = torch.int32 if 2 * size < 2**31 else torch.int64  # int32 bincounts are faster
     for start in range(0, v, step):
         sl = slice(start, start + step)
         keep = None if f.keep is None else f.keep[:, sl]
         part = FormattedInputs(f.probs[:, :, sl], f.target[:, :, sl] if f.soft else f.target[:, sl], keep)
-        _accumulate(hist, *chunker(part, n_bins, per_case))
+        _accumulate(hist, *chunker(part, n_bins, per_case, index_dtype))
     shape = (n, rows, n_bins + 1) if per_case else (rows, n_bins + 1)
     return CalibrationHistogram(*(_fold_zero_slot(t.view(shape)) for t in hist))
 
