@@ -122,14 +122,13 @@ def _top_label_hard(probs: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
     """Top-label confidence ``(N, V)`` and correctness of the first maximal class (``argmax``) against labels.
 
     ``amax`` plus a gather is several times faster than ``max(dim=1)`` over a strided class axis. The two agree except
-    at ties for the maximum (possible only where ``max ≤ 1/2``); tied voxels are re-checked with ``argmax``.
+    at ties for the maximum; tied voxels are re-checked with ``argmax``.
     """
     conf = probs.amax(dim=1)
     correct = probs.gather(1, target.unsqueeze(1)).squeeze(1) == conf
-    if bool((conf <= 0.5).any()):
-        tied = (probs == conf.unsqueeze(1)).sum(1, dtype=torch.uint8) > 1
-        if bool(tied.any()):
-            correct[tied] = probs.movedim(1, -1)[tied].argmax(dim=-1) == target[tied]
+    tied = (probs == conf.unsqueeze(1)).sum(1, dtype=torch.uint8) > 1
+    if bool(tied.any()):
+        correct[tied] = probs.movedim(1, -1)[tied].argmax(dim=-1) == target[tied]
     return conf, correct
 
 
