@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -55,11 +56,13 @@ from _common import (
 C = 4
 TOL = 1e-6
 STATE_LIMIT = 2**20
-NETCAL_PY = Path("/tmp/netcal-venv/bin/python")
+# netcal needs torch, so it runs in a throwaway venv beside (never inside) the project's environment:
+#   python3 -m venv /tmp/netcal-venv && /tmp/netcal-venv/bin/pip install --find-links /opt/wheels torch==2.13.0 netcal
+NETCAL_PY = Path(os.environ.get("NETCAL_PYTHON", "/tmp/netcal-venv/bin/python"))
 NETCAL_NOTE = (
-    "netcal 1.4.0 (the newest on PyPI) declares Requires-Dist torch>=2.3, pyro-ppl>=1.8.5, gpytorch>=1.11, "
-    "tensorboard>=2.12, scikit-learn, matplotlib (read from the wheel's METADATA via `pip download --no-deps`); "
-    "the brief says to skip it if it needs torch, so it was not installed into /tmp/netcal-venv."
+    "netcal 1.4.0 runs in a throwaway venv (it depends on torch, pyro-ppl, gpytorch and tensorboard; installed there "
+    "with the local CPU torch wheel) given by $NETCAL_PYTHON, on the same samples saved as .npy; its value is the "
+    "top-label ECE with its own bin convention."
 )
 NETCAL_SCRIPT = """
 import json, sys, numpy as np
@@ -237,7 +240,7 @@ def markdown(payload: dict[str, Any]) -> str:
                 rows.append([f"{s['n']:.0e}", name, "—", "—", "—", imp.get("status", "") + ": see JSON", "—", "—"])
                 continue
             ref = s["reference"]["exact"][imp["mode"]]
-            t = imp.get("update_s_cumulative", 0.0) + imp.get("compute_s", 0.0)
+            t = imp.get("update_s_cumulative", 0.0) + imp.get("compute_s", 0.0) + imp.get("seconds_incl_startup", 0.0)
             rows.append(
                 [
                     f"{s['n']:.0e}",

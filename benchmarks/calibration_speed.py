@@ -59,6 +59,7 @@ SHAPE = (240, 240, 155)
 LOW = (30, 30, 20)
 LOGIT_SCALE = 4.0
 MIN_RATIO = 2.0
+RATIO_PAIR = ("torchmetrics_top_label", "softlabels_top_label")
 IMPLS = ("softlabels_top_label", "softlabels_classwise", "torchmetrics_top_label", "monai_classwise", "reference")
 
 
@@ -308,7 +309,10 @@ def markdown(payload: dict[str, Any]) -> str:
         "included in MONAI's times. MONAI's value is the mean over volumes of per-volume, per-class ECE, compared "
         "with that quantity in float64; the pooled float64 classwise ECE is "
         f"{fmt(ref.get('classwise'), '.9f')}.\n",
-        f"\n**Speed ratio** total torchmetrics / total softlabels top-label = **{fmt(payload['ratio'], '.2f')}** "
+        f"\n**Speed ratio** total torchmetrics / total softlabels top-label = **{fmt(payload['ratio'], '.2f')}**, "
+        "the median of the timing runs "
+        + ", ".join(fmt(x, ".2f") for x in payload.get("ratio_runs", [payload["ratio"]]))
+        + " (the table shows the first; each further run times the pair again, torchmetrics first) "
         f"(acceptance ≥ {MIN_RATIO:g}, validation on): **{'PASS' if payload['passed'] else 'FAIL'}**. "
         f"torchmetrics / softlabels classwise = {fmt(payload['ratio_classwise'], '.2f')}.\n",
     ]
@@ -329,6 +333,7 @@ def main() -> int:
     ap.add_argument("--sample-rss", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--impls", default=",".join(IMPLS), help="comma-separated subset of " + ", ".join(IMPLS))
     ap.add_argument("--name", default="calibration_speed", help="result file stem")
+    ap.add_argument("--repeats", type=int, default=3, help="timing runs of the ratio pair; the median is judged")
     args = ap.parse_args()
     if args.worker:
         print(json.dumps(worker(args.worker, args.volumes, args.seed, args.threads, args.sample_rss)))
@@ -338,7 +343,13 @@ def main() -> int:
     load_at_start = os.getloadavg()[0]
     res = run_all(args.volumes, args.seed, args.impls.split(","), args.threads)
     add_errors(res)
-    r = ratio(res, "softlabels_top_label")
+    runs = [ratio(res, "softlabels_top_label")]
+    for _ in range(args.repeats - 1):  # extra timing runs of the pair, torchmetrics first as in the full run
+        pair = {n: _run_worker(n, args.volumes, args.seed, args.threads, False) for n in RATIO_PAIR}
+        runs.append(ratio(pair, "softlabels_top_label"))
+        print(json.dumps({"repeat_ratio": runs[-1]}), flush=True)
+    valid = sorted(x for x in runs if x is not None)
+    r = valid[len(valid) // 2] if len(valid) == len(runs) else None
     passed = r is not None and r >= MIN_RATIO
     payload = {
         "benchmark": "calibration_speed",
@@ -350,6 +361,7 @@ def main() -> int:
         "threads": args.threads,
         "results": res,
         "ratio": r,
+        "ratio_runs": runs,
         "ratio_classwise": ratio(res, "softlabels_classwise"),
         "min_ratio": MIN_RATIO,
         "passed": passed,
@@ -357,7 +369,7 @@ def main() -> int:
         "loadavg_1min_at_start": load_at_start,
     }
     write_results(args.name, payload, markdown(payload))
-    print(f"ratio torchmetrics/softlabels = {r}: {'PASS' if passed else 'FAIL'}")
+    print(f"ratio torchmetrics/softlabels = {r} (median of {runs}): {'PASS' if passed else 'FAIL'}")
     return 0 if passed else 1
 
 
