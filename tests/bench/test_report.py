@@ -107,7 +107,7 @@ def test_markdown_tables():
 def test_figure_has_top_label_and_one_panel_per_class():
     figure = draw_reliability(small_result().diagrams)
     titles = [ax.get_title() for ax in figure.axes if ax.get_title()]
-    assert titles == ["top_label", "classwise, class 0", "classwise, class 1", "classwise, class 2"]
+    assert titles == ["top-label", "classwise, class 0", "classwise, class 1", "classwise, class 2"]
 
 
 def test_write_report_writes_three_files(tmp_path):
