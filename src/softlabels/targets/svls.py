@@ -1,0 +1,215 @@
+"""Spatially Varying Label Smoothing (SVLS) targets, 2D and 3D (methods spec §3.1)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from monai.config import KeysCollection
+from monai.transforms import MapTransform
+from torch import Tensor
+
+from softlabels.targets.smoothing import _as_batch, _check_labels, _check_num_classes, _one_hot
+
+__all__ = ["SVLSd", "svls", "svls_kernel"]
+
+
+def _check_kernel_args(
+    sigma: object, kernel_size: object, spatial_dims: object, spacing: object, where: str
+) -> tuple[float, int, int, tuple[float, ...]]:
+    if isinstance(sigma, bool) or not isinstance(sigma, int | float):
+        raise TypeError(f"`sigma` of {where} must be a float; got {type(sigma).__name__} {sigma!r}.")
+    if not (math.isfinite(sigma) and sigma > 0):
+        raise ValueError(f"`sigma` of {where} must be a finite float > 0; got {sigma!r}.")
+    if isinstance(kernel_size, bool) or not isinstance(kernel_size, int):
+        raise TypeError(f"`kernel_size` of {where} must be an int; got {type(kernel_size).__name__} {kernel_size!r}.")
+    if kernel_size < 3 or kernel_size % 2 == 0:
+        raise ValueError(f"`kernel_size` of {where} must be an odd int >= 3; got {kernel_size!r}.")
+    if spatial_dims not in (2, 3) or isinstance(spatial_dims, bool):
+        raise ValueError(f"`spatial_dims` of {where} must be 2 or 3; got {spatial_dims!r}.")
+    if spacing is None:
+        return float(sigma), kernel_size, int(spatial_dims), (1.0,) * int(spatial_dims)  # type: ignore[call-overload]
+    if not isinstance(spacing, Sequence) or isinstance(spacing, str):
+        raise TypeError(f"`spacing` of {where} must be a sequence of floats or None; got {type(spacing).__name__}.")
+    values = tuple(spacing)
+    ok = len(values) == spatial_dims and all(
+        isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in values
+    )
+    if not ok:
+        raise ValueError(
+            f"`spacing` of {where} must hold {spatial_dims} finite floats > 0 (one per spatial axis); got {spacing!r}."
+        )
+    return float(sigma), kernel_size, int(spatial_dims), tuple(float(v) for v in values)  # type: ignore[call-overload]
+
+
+def svls_kernel(
+    spatial_dims: int, sigma: float = 1.0, kernel_size: int = 3, spacing: Sequence[float] | None = None
+) -> Tensor:
+    """The SVLS kernel: a Gaussian whose centre weight is replaced by the sum of its neighbours, normalised.
+
+    ``g(o) = exp(−‖o ⊙ spacing‖² / (2σ²))`` for offsets ``o ∈ {−k//2, …, k//2}^d``, normalised to sum 1; then the
+    centre becomes ``1 − g_centre`` (the neighbours' sum) and the kernel is renormalised. So the centre always
+    weighs exactly 0.5 and the neighbours share 0.5 in proportion to their Gaussian weights (spec §3.1; for
+    ``σ = 1``, 2D 3×3: faces 0.0778, corners 0.0472). With ``spacing`` (voxel size per axis, e.g. mm) the
+    distances are physical and ``σ`` is in the same unit; ``None`` means unit spacing (``σ`` in voxels).
+
+    Args:
+        spatial_dims: 2 or 3.
+        sigma: Gaussian standard deviation ``σ > 0``.
+        kernel_size: odd window size ``k >= 3``.
+        spacing: voxel size per spatial axis, or ``None``.
+
+    Returns:
+        Kernel ``(k,)*spatial_dims`` in float64 that sums to 1.
+
+    Raises:
+        TypeError: an argument has the wrong type.
+        ValueError: ``σ <= 0``, even or too small ``k``, or ``spacing`` of the wrong length or not positive.
+
+    Reference:
+        Islam & Glocker, "Spatially Varying Label Smoothing", IPMI 2021.
+
+    Example:
+        >>> svls_kernel(2).round(decimals=4)
+        tensor([[0.0472, 0.0778, 0.0472],
+                [0.0778, 0.5000, 0.0778],
+                [0.0472, 0.0778, 0.0472]], dtype=torch.float64)
+    """
+    sigma, k, dims, steps = _check_kernel_args(sigma, kernel_size, spatial_dims, spacing, "svls_kernel")
+    offsets = torch.arange(k, dtype=torch.float64) - k // 2
+    grids = torch.meshgrid(*[offsets * s for s in steps], indexing="ij")
+    squared = torch.stack(grids).pow(2).sum(0)
+    gauss = torch.exp(-squared / (2.0 * sigma**2))
+    gauss = gauss / gauss.sum()
+    centre = (k // 2,) * dims
+    gauss[centre] = 1.0 - gauss[centre]
+    return gauss / gauss.sum()
+
+
+def _check_soft(target: Tensor, num_classes: int, where: str) -> Tensor:
+    if target.ndim not in (4, 5) or target.shape[1] != num_classes:
+        raise ValueError(
+            f"`labels` of {where} given as a soft map must have shape (N, C, *spatial) with C=num_classes="
+            f"{num_classes} and 2 or 3 spatial axes; got {tuple(target.shape)}."
+        )
+    if target.numel() == 0:
+        return target
+    if bool((target < 0).any()) or not bool(torch.isfinite(target).all()):
+        raise ValueError(f"`labels` of {where} given as a soft map must be finite and >= 0; got min {target.min()}.")
+    err = (target.sum(1) - 1).abs().max().item()
+    if err > 1e-3:
+        raise ValueError(
+            f"`labels` of {where} given as a soft map must sum to 1 over classes (within 1e-3); got error {err:.3g}."
+        )
+    return target
+
+
+def svls(
+    labels: Tensor,
+    num_classes: int,
+    sigma: float = 1.0,
+    kernel_size: int = 3,
+    spacing: Sequence[float] | None = None,
+) -> Tensor:
+    """Spatially varying label smoothing: the one-hot map convolved per class with the SVLS kernel.
+
+    ``q = K ∗ onehot(y)`` (depthwise, replicate padding of ``k//2`` at the image border), where ``K`` is
+    :func:`svls_kernel` (centre 0.5, neighbours share 0.5 by Gaussian weight). Every ``q`` sums to 1, including at
+    the border; homogeneous regions stay one-hot. A soft input ``(N, C, *spatial)`` (e.g. the mean of R raters'
+    one-hot maps) is convolved the same way; by linearity that equals the mean of the per-rater SVLS maps
+    (multi-rater SVLS, spec §3.1).
+
+    Args:
+        labels: hard labels ``(N, H, W)`` / ``(N, D, H, W)`` of integer dtype, or a soft map ``(N, C, *spatial)``
+            of float dtype (non-negative, summing to 1 over ``C``).
+        num_classes: number of classes ``C``.
+        sigma: Gaussian standard deviation ``σ > 0`` (in voxels, or in the unit of ``spacing``).
+        kernel_size: odd window size ``k >= 3``.
+        spacing: voxel size per spatial axis for anisotropic data, or ``None`` (isotropic, unit spacing).
+
+    Returns:
+        Soft target ``(N, C, *spatial)``: the soft input's dtype, or the default float dtype for hard labels;
+        on the input's device.
+
+    Raises:
+        TypeError: ``labels`` is not a tensor, or an option has the wrong type.
+        ValueError: labels outside ``[0, C)``, bad shapes, a soft map that is not a distribution, ``σ <= 0``,
+            an even ``k`` or a bad ``spacing``.
+
+    Reference:
+        Islam & Glocker, "Spatially Varying Label Smoothing: Capturing Uncertainty from Expert Annotations",
+        IPMI 2021.
+
+    Example:
+        >>> q = svls(torch.tensor([[[0, 0, 1, 1]]]), num_classes=2)
+        >>> q[0, 1].round(decimals=4)
+        tensor([[0.0000, 0.1722, 0.8278, 1.0000]])
+    """
+    where = "svls"
+    num_classes = _check_num_classes(num_classes, where)
+    if not isinstance(labels, Tensor):
+        raise TypeError(f"`labels` of {where} must be a torch.Tensor; got {type(labels).__name__}.")
+    if labels.is_floating_point():
+        target = _check_soft(labels, num_classes, where)
+    else:
+        target = _one_hot(_check_labels(labels, num_classes, where), num_classes)
+    dims = target.ndim - 2
+    kernel = svls_kernel(dims, sigma, kernel_size, spacing).to(device=target.device, dtype=target.dtype)
+    weight = kernel.expand(num_classes, 1, *kernel.shape).contiguous()
+    pad = (kernel_size // 2,) * (2 * dims)
+    padded = F.pad(target, pad, mode="replicate")
+    conv = F.conv2d if dims == 2 else F.conv3d
+    return conv(padded, weight, groups=num_classes)
+
+
+class SVLSd(MapTransform):
+    """MONAI dictionary wrapper of :func:`svls` for one sample.
+
+    Each ``data[key]`` is one sample's label map, channel-first ``(1, *spatial)`` as MONAI gives it
+    (``has_channel=True``) or ``(*spatial)`` (``has_channel=False``), integer dtype; or, when floating point, a
+    soft map ``(C, *spatial)`` (e.g. a rater mean). It is replaced by the SVLS target ``(C, *spatial)``.
+
+    Args:
+        keys: keys of the label maps to transform.
+        num_classes: number of classes ``C``.
+        sigma: Gaussian standard deviation.
+        kernel_size: odd window size.
+        spacing: voxel size per spatial axis, or ``None``.
+        has_channel: whether each hard map carries a leading channel of size 1.
+        allow_missing_keys: skip keys absent from the dictionary.
+
+    Example:
+        >>> out = SVLSd("label", num_classes=2)({"label": torch.zeros(1, 4, 4, dtype=torch.long)})
+        >>> out["label"].shape, bool(out["label"][0].eq(1).all())
+        (torch.Size([2, 4, 4]), True)
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        num_classes: int,
+        sigma: float = 1.0,
+        kernel_size: int = 3,
+        spacing: Sequence[float] | None = None,
+        *,
+        has_channel: bool = True,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.num_classes = num_classes
+        self.sigma = sigma
+        self.kernel_size = kernel_size
+        self.spacing = spacing
+        self.has_channel = has_channel
+
+    def __call__(self, data: Mapping[Hashable, Tensor]) -> dict[Hashable, Tensor]:
+        """Replace every selected label map by its SVLS target ``(C, *spatial)``."""
+        d = dict(data)
+        for key in self.key_iterator(d):
+            value = d[key]
+            is_soft = isinstance(value, Tensor) and value.is_floating_point()
+            batch = value.unsqueeze(0) if is_soft else _as_batch(value, self.has_channel, "SVLSd", key)
+            d[key] = svls(batch, self.num_classes, self.sigma, self.kernel_size, self.spacing)[0]
+        return d
