@@ -32,11 +32,13 @@ def _stack_raters(raters: object, num_classes: int, where: str) -> Tensor:
     else:
         kind = type(raters).__name__
         raise TypeError(f"`raters` of {where} must be a tensor (R, N, *spatial) or a list; got {kind}.")
-    if stacked.ndim not in (4, 5) or stacked.shape[0] < 1:
+    if stacked.ndim not in (2, 4, 5) or stacked.shape[0] < 1:
         raise ValueError(
-            f"`raters` of {where} must have shape (R, N, H, W) or (R, N, D, H, W); got {tuple(stacked.shape)}."
+            f"`raters` of {where} must have shape (R, N, H, W) or (R, N, D, H, W) (segmentation) or (R, N) "
+            f"(classification); got {tuple(stacked.shape)}."
         )
-    return _check_labels(stacked.flatten(0, 1), num_classes, where, name="raters").view(stacked.shape)
+    flat = stacked.flatten(0, 1)
+    return _check_labels(flat, num_classes, where, spatial=flat.ndim > 1, name="raters").view(stacked.shape)
 
 
 def _majority(onehots: Tensor) -> Tensor:
@@ -99,15 +101,16 @@ def fuse_raters(
       R=2) goes to class 0 (background), as in the binary reference rule.
 
     Args:
-        raters: hard labels ``(R, N, H, W)`` / ``(R, N, D, H, W)`` of integer dtype, or a list of R maps
-            ``(N, *spatial)`` of equal shape.
+        raters: hard labels ``(R, N, H, W)`` / ``(R, N, D, H, W)`` of integer dtype (``(R, N)`` for the class labels
+            of a classification task), or a list of R maps ``(N, *spatial)`` of equal shape.
         num_classes: number of classes ``C``.
         method: ``"mean"``, ``"weighted"`` or ``"majority"``.
         weights: one non-negative weight per rater for ``"weighted"`` (``None`` = Dice-vs-majority weights).
         reference_quirk: with automatic weights, give a zero-Dice rater weight 1 as the JDTLosses script does.
 
     Returns:
-        Target ``(N, C, *spatial)`` in the default float dtype, on the raters' device; every voxel sums to 1.
+        Target ``(N, C, *spatial)`` (``(N, C)`` for classification) in the default float dtype, on the raters'
+        device; every voxel sums to 1.
 
     Raises:
         TypeError: ``raters`` or ``weights`` of the wrong type.

@@ -1,0 +1,270 @@
+"""Batch → training target adapters of the method registry (``softlabels.methods``): read batch keys, call targets.
+
+Each adapter is a small picklable callable (it crosses DDP spawn and DataLoader workers) that reads the keys
+documented in :mod:`softlabels.methods` and returns a :class:`TrainingTarget`. Soft targets of ignored voxels are
+filled with the uniform distribution (so they remain valid distributions) and dropped through ``keep_mask``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from softlabels._options import look_up_option
+from softlabels.targets import (
+    boundary_label_smoothing,
+    confidence_soft,
+    confidence_threshold,
+    confidence_weights,
+    fuse_raters,
+    label_smoothing,
+    svls,
+)
+from softlabels.targets.tfkd import self_teacher, virtual_teacher
+
+
+@dataclass(frozen=True)
+class TrainingTarget:
+    """What a loss is called with: the target and, optionally, voxel weights, a keep mask and a teacher.
+
+    ``target`` is hard ``(N, *spatial)`` integer or soft ``(N, C, *spatial)``; ``weight`` float and ``keep_mask``
+    bool are ``(N, *spatial)``; ``teacher`` is a distribution ``(N, C, *spatial)`` (distillation methods).
+
+    Example:
+        >>> TrainingTarget(torch.tensor([1, 0])).weight is None
+        True
+    """
+
+    target: Tensor
+    weight: Tensor | None = None
+    keep_mask: Tensor | None = None
+    teacher: Tensor | None = None
+
+
+def _tensor(batch: Mapping[str, Any], key: str) -> Tensor:
+    value = batch[key]
+    if not isinstance(value, Tensor):
+        raise TypeError(f"`batch[{key!r}]` must be a torch.Tensor; got {type(value).__name__}.")
+    return value
+
+
+def hard_labels(batch: Mapping[str, Any]) -> Tensor:
+    """``batch["label"]`` as ``(N, *spatial)``: a channel axis of size 1 is dropped when the image has as many axes."""
+    labels = _tensor(batch, "label")
+    image = batch.get("image")
+    if isinstance(image, Tensor) and labels.ndim == image.ndim and labels.ndim > 2 and labels.shape[1] == 1:
+        labels = labels[:, 0]
+    return labels
+
+
+def _voxel_map(batch: Mapping[str, Any], key: str, like: Tensor) -> Tensor:
+    value = _tensor(batch, key)
+    if value.ndim == like.ndim + 1 and value.shape[1] == 1:
+        value = value[:, 0]
+    return value
+
+
+def rater_stack(batch: Mapping[str, Any]) -> Tensor:
+    """``batch["raters"] (N, R, *spatial)`` as ``(R, N, *spatial)``, the layout of :func:`fuse_raters`."""
+    raters = _tensor(batch, "raters")
+    if raters.ndim < 2:
+        raise ValueError(f"`batch['raters']` must be (N, R, *spatial) or (N, R); got shape {tuple(raters.shape)}.")
+    return raters.movedim(1, 0)
+
+
+def _fill_ignored(target: Tensor, labels: Tensor, ignore_index: int | None) -> tuple[Tensor, Tensor | None]:
+    """Uniform rows at ignored voxels (still a distribution) and the keep mask that drops them."""
+    if ignore_index is None:
+        return target, None
+    ignored = labels == ignore_index
+    if not bool(ignored.any()):
+        return target, None
+    uniform = torch.full_like(target, 1.0 / target.shape[1])
+    return torch.where(ignored.unsqueeze(1), uniform, target), ~ignored
+
+
+@dataclass(frozen=True)
+class LabelTarget:
+    """The hard label itself."""
+
+    num_classes: int
+
+    def __call__(self, batch: Mapping[str, Any]) -> TrainingTarget:
+        return TrainingTarget(hard_labels(batch))
+
+
+@dataclass(frozen=True)
+class SmoothedTarget:
+    """Label smoothing of the hard label."""
+
+    num_classes: int
+    epsilon: float
+    convention: str
+    ignore_index: int | None = None
+
+    def __call__(self, batch: Mapping[str, Any]) -> TrainingTarget:
+        labels = hard_labels(batch)
+        target = label_smoothing(
+            labels, self.num_classes, epsilon=self.epsilon, convention=self.convention,  # type: ignore[arg-type]
+            ignore_index=self.ignore_index,
+        )  # fmt: skip
+        target, keep = _fill_ignored(target, labels, self.ignore_index)
+        return TrainingTarget(target, keep_mask=keep)
+
+
+@dataclass(frozen=True)
+class BoundarySmoothedTarget:
+    """Label smoothing on boundary voxels only."""
+
+    num_classes: int
+    epsilon: float
+    width: int
+    ignore_index: int | None = None
+
+    def __call__(self, batch: Mapping[str, Any]) -> TrainingTarget:
+        labels = hard_labels(batch)
+        target = boundary_label_smoothing(
+            labels, self.num_classes, epsilon=self.epsilon, width=self.width, ignore_index=self.ignore_index
+        )
+        target, keep = _fill_ignored(target, labels, self.ignore_index)
+        return TrainingTarget(target, keep_mask=keep)
+
+
+@dataclass(frozen=True)
+class SVLSTarget:
+    """SVLS of the hard label (``source="label"``) or of the rater mean (``source="raters"``)."""
+
+    num_classes: int
+    sigma: float
+    kernel_size: int
+    spacing: Sequence[float] | None
+    source: str = "label"
+
+    def __call__(self, batch: Mapping[str, Any]) -> TrainingTarget:
+        if self.source == "raters":
+            base: Tensor = fuse_raters(rater_stack(batch), self.num_classes)
+        else:
+            base = hard_labels(batch)
+        return TrainingTarget(svls(base, self.num_classes, self.sigma, self.kernel_size, self.spacing))
+
+
+@dataclass(frozen=True)
+class RaterTarget:
+    """Fusion of the raters' maps: mean, weighted mean or majority."""
+
+    num_classes: int
+    method: str
+    reference_quirk: bool = False
+
+    def __call__(self, batch: Mapping[str, Any]) -> TrainingTarget:
+        fused = fuse_raters(
+            rater_stack(batch), self.num_classes, method=self.method,  # type: ignore[arg-type]
+            reference_quirk=self.reference_quirk,
+        )  # fmt: skip
+        return TrainingTarget(fused)
+
+
+@dataclass(frozen=True)
+class GivenSoftTarget:
+    """A soft target shipped with the data, ``batch["soft_label"]`` (checked by the loss)."""
+
+    num_classes: int
+
+    def __call__(self, batch: Mapping[str, Any]) -> TrainingTarget:
+        soft = _tensor(batch, "soft_label")
+        if soft.ndim < 2 or soft.shape[1] != self.num_classes or not soft.is_floating_point():
+            raise ValueError(
+                f"`batch['soft_label']` must be a float (N, C={self.num_classes}, *spatial) distribution; "
+                f"got {soft.dtype} of shape {tuple(soft.shape)}."
+            )
+        return TrainingTarget(soft)
+
+
+@dataclass(frozen=True)
+class ConfidenceTarget:
+    """Annotator-confidence targets: thresholded hard labels, soft, or hard with confidence weights."""
+
+    num_classes: int
+    mode: str
+    tau: float = 0.6
+    below: str = "background"
+    ignore_index: int = 255
+
+    def __call__(self, batch: Mapping[str, Any]) -> TrainingTarget:
+        labels = hard_labels(batch)
+        confidence = _voxel_map(batch, "confidence", labels)
+        if self.mode == "threshold":
+            hard = confidence_threshold(
+                labels, confidence, self.num_classes, tau=self.tau, below=self.below,  # type: ignore[arg-type]
+                ignore_index=self.ignore_index,
+            )  # fmt: skip
+            return TrainingTarget(hard)
+        if self.mode == "soft":
+            return TrainingTarget(confidence_soft(labels, confidence, self.num_classes))
+        return TrainingTarget(labels, weight=confidence_weights(confidence))
+
+
+@dataclass(frozen=True)
+class VirtualTeacherTarget:
+    """The hard label with Tf-KD_reg's virtual teacher."""
+
+    num_classes: int
+    correct_probability: float
+    temperature: float
+
+    def __call__(self, batch: Mapping[str, Any]) -> TrainingTarget:
+        labels = hard_labels(batch)
+        teacher = virtual_teacher(
+            labels, self.num_classes, correct_probability=self.correct_probability, temperature=self.temperature
+        )
+        return TrainingTarget(labels, teacher=teacher)
+
+
+@dataclass
+class SelfTeacherTarget:
+    """The hard label with a trained teacher's softened outputs on ``batch["image"]`` (Tf-KD_self)."""
+
+    num_classes: int
+    temperature: float
+    teacher: nn.Module | None = None
+
+    def __call__(self, batch: Mapping[str, Any]) -> TrainingTarget:
+        if self.teacher is None:
+            raise ValueError(
+                "method 'tfkd_self' needs a trained teacher network: pass teacher= to create_method or call "
+                "method.prepare(teacher=...)."
+            )
+        image = _tensor(batch, "image")
+        self.teacher.to(image.device).eval()
+        with torch.no_grad():
+            logits = self.teacher(image)
+        if logits.shape[1] != self.num_classes:
+            raise ValueError(
+                f"the teacher of 'tfkd_self' gives {logits.shape[1]} classes; expected {self.num_classes}."
+            )
+        return TrainingTarget(hard_labels(batch), teacher=self_teacher(logits, temperature=self.temperature))
+
+
+def set_teacher(method: Any, *, teacher: nn.Module) -> None:
+    """Preparation of ``tfkd_self``: attach a trained, frozen teacher network."""
+    if not isinstance(teacher, nn.Module):
+        raise TypeError(f"`teacher` of method 'tfkd_self' must be an nn.Module; got {type(teacher).__name__}.")
+    for parameter in teacher.parameters():
+        parameter.requires_grad_(False)
+    method.build_target.teacher = teacher
+
+
+def source_target(source: str, num_classes: int) -> tuple[Any, tuple[str, ...]]:
+    """The builder and required keys of a named soft-target source (``dml``'s ``source``)."""
+    builders: dict[str, tuple[Any, tuple[str, ...]]] = {
+        "label": (LabelTarget(num_classes), ("label",)),
+        "raters_mean": (RaterTarget(num_classes, "mean"), ("raters",)),
+        "raters_svls": (SVLSTarget(num_classes, 1.0, 3, None, source="raters"), ("raters",)),
+        "svls": (SVLSTarget(num_classes, 1.0, 3, None), ("label",)),
+        "soft_label": (GivenSoftTarget(num_classes), ("soft_label",)),
+    }
+    return builders[look_up_option("source", source, builders, where="method 'dml'")]

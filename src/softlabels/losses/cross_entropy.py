@@ -1,0 +1,81 @@
+"""Cross-entropy and KL divergence against hard or soft targets, 2D and 3D (methods spec §0.1)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from softlabels.losses._base import VoxelLoss
+from softlabels.losses._inputs import LossTarget, cross_entropy_per_voxel
+
+__all__ = ["KLDivLoss", "SoftCrossEntropyLoss"]
+
+
+class SoftCrossEntropyLoss(VoxelLoss):
+    r"""Cross-entropy of logits against hard labels or soft targets, per voxel.
+
+    .. math::
+        ℓ_v = −Σ_c q_{vc} \log \mathrm{softmax}(z_v)_c, \qquad
+        L = \frac{Σ_v w_v ℓ_v}{Σ_v w_v}
+
+    with ``q`` one-hot for hard labels. ``log softmax`` is computed as ``log_softmax`` (never ``log(softmax)``).
+    Soft CE equals ``KL(q‖p) + H(q)``: the same gradient as :class:`KLDivLoss`, but it is not 0 at ``p = q``.
+    Voxels with ``ignore_index``, outside ``keep_mask`` or of weight 0 do not count.
+
+    Shapes: ``input (N, C, *spatial)`` logits (``(N, C)`` for classification); ``target (N, *spatial)`` integer
+    (``(N, 1, *spatial)`` accepted) or ``(N, C, *spatial)`` float; ``weight``/``keep_mask`` ``(N, *spatial)``.
+    Output: a scalar, or ``(N, *spatial)`` with ``reduction="none"``.
+
+    Args:
+        reduction: ``"mean"`` (weighted mean over kept voxels), ``"sum"`` or ``"none"``.
+        ignore_index: hard label to leave out, or ``None``.
+        validate_args: check values on every call (finite logits, label range, soft targets summing to 1).
+
+    Reference:
+        Szegedy et al., "Rethinking the Inception Architecture for Computer Vision", CVPR 2016 (soft targets).
+
+    Example:
+        >>> loss = SoftCrossEntropyLoss()
+        >>> logits = torch.tensor([[2.0, 0.0], [0.0, 2.0]])
+        >>> round(loss(logits, torch.tensor([0, 1])).item(), 4)
+        0.1269
+        >>> round(loss(logits, torch.tensor([[0.5, 0.5], [0.5, 0.5]])).item(), 4)
+        1.1269
+    """
+
+    def _per_voxel(self, input: Tensor, target: LossTarget) -> Tensor:
+        return cross_entropy_per_voxel(torch.log_softmax(input, dim=1), target)
+
+
+class KLDivLoss(VoxelLoss):
+    r"""KL divergence ``KL(q ‖ softmax(z))`` of logits against a hard or soft target, per voxel.
+
+    .. math::
+        ℓ_v = Σ_c q_{vc} (\log q_{vc} − \log \mathrm{softmax}(z_v)_c), \qquad 0 \log 0 = 0
+
+    It is 0 exactly when the prediction equals the target, and equals cross-entropy for hard labels. The per-voxel
+    sum over classes followed by the mean over voxels is PyTorch's ``reduction="batchmean"``, not its ``"mean"``
+    (which also divides by ``C``). Shapes and options as :class:`SoftCrossEntropyLoss`.
+
+    Args:
+        reduction: ``"mean"`` (weighted mean over kept voxels), ``"sum"`` or ``"none"``.
+        ignore_index: hard label to leave out, or ``None``.
+        validate_args: check values on every call.
+
+    Reference:
+        Kullback & Leibler, "On Information and Sufficiency", Ann. Math. Stat. 1951; JDTLosses ``kl_div_loss.py``
+        (Wang & Blaschko et al., MICCAI 2023).
+
+    Example:
+        >>> q = torch.tensor([[0.25, 0.75]])
+        >>> KLDivLoss()(q.log(), q).abs().item() < 1e-7
+        True
+    """
+
+    def _per_voxel(self, input: Tensor, target: LossTarget) -> Tensor:
+        log_probs = torch.log_softmax(input, dim=1)
+        cross = cross_entropy_per_voxel(log_probs, target)
+        if target.soft is None:
+            return cross
+        q = target.soft.to(log_probs.dtype)
+        return torch.xlogy(q, q).sum(1) + cross
