@@ -1,0 +1,476 @@
+"""Per-training-step time of every registered segmentation method vs plain hard-label cross-entropy on a MONAI UNet.
+
+Setups (C = 4 classes, ``monai.networks.nets.UNet(strides=(2, 2, 2), num_res_units=2)``, Adam lr 1e-4):
+
+* ``2d``: batch 8×1×128×128, channels (16, 32, 64, 128);
+* ``3d``: batch 2×1×64×64×64, channels (16, 32, 64, 128); reduced to (8, 16, 32, 64) only if a hard-label step
+  takes more than ``MAX_STEP_S`` seconds (the choice is recorded).
+
+A step is ``zero_grad``, forward, ``method.make_target(batch)``, loss, backward, ``optimizer.step()``,
+``method.on_train_batch_end(logits.detach(), target)``. The baseline ``hard_ce`` is ``torch.nn.CrossEntropyLoss()``
+on ``batch["label"]`` with no softlabels code; ``hard_ce_repeat`` is the same code timed as a separate row (an A/A
+control: its ratio shows the noise of the measurement). Every registry method of ``list_methods("segmentation")``
+is a row, ``hard`` included; ``tfkd_self`` gets a second UNet of the same architecture as its teacher.
+
+Fairness: one seeded batch per setup (``torch.Generator``), one model whose initial ``state_dict`` is re-loaded (and
+a fresh Adam built) before every block of steps, so every method does the same optimiser work from the same
+weights; ``--warmup`` untimed steps per method; then ``--rounds`` rounds, each running ``--steps`` timed steps of
+every method, the order rotated by one method per round. Judged: ratio = median step time of the method / median
+step time of ``hard_ce``, both from this run; goal ratio ≤ ``GOAL``.
+
+To explain overheads, the target construction + loss forward + backward are also timed alone (no network: on the
+detached logits of the initial model, with ``requires_grad``), interleaved the same way, with the OLS-style
+``on_train_batch_end`` hook timed separately.
+
+Exit status 1 if a method other than ``tfkd_self`` (and the two baseline rows) misses the goal in a full run (the
+results are written first); ``--quick`` runs are a smoke test and are not judged.
+
+Run: ``python benchmarks/method_step_time.py`` (~10 min on 2 cores), ``--quick`` (< 2 min), ``--setups 2d``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from monai.networks.nets import UNet
+from torch import Tensor, nn
+
+from _common import RESULTS, machine_info, machine_md, md_table, write_results
+from softlabels.methods import create_method, list_methods
+
+C = 4
+RATERS = 3
+LR = 1e-4
+GOAL = 1.05
+MAX_STEP_S = 4.0
+BASELINE = "hard_ce"
+CONTROL = "hard_ce_repeat"
+NOT_JUDGED = (BASELINE, CONTROL)
+EXPECTED_MISS = {"tfkd_self": "runs the teacher UNet forward (eval, no_grad) on the image inside make_target"}
+SETUPS: dict[str, dict[str, Any]] = {
+    "2d": {"spatial_dims": 2, "batch": 8, "shape": (128, 128), "channels": (16, 32, 64, 128)},
+    "3d": {"spatial_dims": 3, "batch": 2, "shape": (64, 64, 64), "channels": (16, 32, 64, 128)},
+}
+REDUCED_CHANNELS = (8, 16, 32, 64)
+FLIP_FRACTION = 0.02  # share of voxels each rater relabels at random
+
+
+# --------------------------------------------------------------------------------------------- data and models
+def smooth_field(g: torch.Generator, n: int, ch: int, shape: tuple[int, ...]) -> Tensor:
+    """Random field on a grid 8× coarser, upsampled (bi/tri)linearly: smooth blobs, roughly unit scale."""
+    low = tuple(max(s // 8, 2) for s in shape)
+    coarse = torch.randn(n, ch, *low, generator=g)
+    mode = "bilinear" if len(shape) == 2 else "trilinear"
+    return nn.functional.interpolate(coarse, size=shape, mode=mode, align_corners=False)
+
+
+def make_batch(setup: dict[str, Any], seed: int) -> dict[str, Tensor]:
+    """One fixed batch: image, label (argmax of smooth logits), 3 raters, confidence, soft_label (their softmax)."""
+    g = torch.Generator().manual_seed(seed)
+    n, shape = setup["batch"], tuple(setup["shape"])
+    image = smooth_field(g, n, 1, shape) + 0.1 * torch.randn(n, 1, *shape, generator=g)
+    logits = 4.0 * smooth_field(g, n, C, shape)
+    label = logits.argmax(1)
+    raters = []
+    for _ in range(RATERS):
+        flip = torch.rand(n, *shape, generator=g) < FLIP_FRACTION
+        raters.append(torch.where(flip, torch.randint(0, C, (n, *shape), generator=g), label))
+    confidence = torch.sigmoid(2.0 * smooth_field(g, n, 1, shape)[:, 0])
+    return {
+        "image": image.contiguous(),
+        "label": label.contiguous(),
+        "raters": torch.stack(raters, 1),
+        "confidence": confidence.contiguous(),
+        "soft_label": torch.softmax(logits, 1).contiguous(),
+    }
+
+
+def make_unet(setup: dict[str, Any], channels: tuple[int, ...], seed: int) -> nn.Module:
+    """A MONAI UNet with weights from ``seed``; the global RNG is forked, so its state is left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return UNet(
+            spatial_dims=setup["spatial_dims"],
+            in_channels=1,
+            out_channels=C,
+            channels=channels,
+            strides=(2, 2, 2),
+            num_res_units=2,
+        )
+
+
+# --------------------------------------------------------------------------------------------- one step
+StepFn = Callable[[torch.optim.Optimizer], tuple[float, float, Tensor]]
+
+
+def make_step(method: nn.Module | None, model: nn.Module, batch: dict[str, Tensor]) -> StepFn:
+    """``step(optimizer) → (step seconds, make_target seconds inside it, loss)`` for one row of the table."""
+    image, label = batch["image"], batch["label"]
+    if method is None:  # the plain PyTorch rival: no softlabels code at all
+        ce = nn.CrossEntropyLoss()
+
+        def step(opt: torch.optim.Optimizer) -> tuple[float, float, Tensor]:
+            t0 = time.perf_counter()
+            opt.zero_grad()
+            logits = model(image)
+            loss = ce(logits, label)
+            loss.backward()
+            opt.step()
+            return time.perf_counter() - t0, 0.0, loss.detach()
+
+        return step
+
+    def method_step(opt: torch.optim.Optimizer) -> tuple[float, float, Tensor]:
+        t0 = time.perf_counter()
+        opt.zero_grad()
+        logits = model(image)
+        t1 = time.perf_counter()
+        target = method.make_target(batch)
+        t2 = time.perf_counter()
+        loss = method(logits, target)
+        loss.backward()
+        opt.step()
+        method.on_train_batch_end(logits.detach(), target)
+        return time.perf_counter() - t0, t2 - t1, loss.detach()
+
+    return method_step
+
+
+def alone(method: nn.Module | None, logits0: Tensor, batch: dict[str, Tensor]) -> tuple[float, ...]:
+    """Target construction, loss forward + backward, and the batch-end hook on detached logits: seconds of each."""
+    x = logits0.clone().requires_grad_(True)
+    t0 = time.perf_counter()
+    if method is None:
+        t1 = t0
+        nn.functional.cross_entropy(x, batch["label"]).backward()
+        t2 = t3 = time.perf_counter()
+    else:
+        target = method.make_target(batch)
+        t1 = time.perf_counter()
+        method(x, target).backward()
+        t2 = time.perf_counter()
+        method.on_train_batch_end(x.detach(), target)
+        t3 = time.perf_counter()
+    return t1 - t0, t2 - t1, t3 - t2
+
+
+# --------------------------------------------------------------------------------------------- one setup
+def build_methods(setup: dict[str, Any], channels: tuple[int, ...], seed: int) -> dict[str, nn.Module | None]:
+    """``hard_ce``, its repeat (``None``: no softlabels code), then every segmentation method of the registry."""
+    methods: dict[str, nn.Module | None] = {BASELINE: None, CONTROL: None}
+    for name in list_methods("segmentation"):
+        extra: dict[str, Any] = {}
+        if name == "tfkd_self":
+            extra["teacher"] = make_unet(setup, channels, seed + 1)
+        methods[name] = create_method(name, num_classes=C, task="segmentation", **extra)
+    return methods
+
+
+def pick_channels(setup: dict[str, Any], batch: dict[str, Tensor], seed: int) -> tuple[tuple[int, ...], list[float]]:
+    """The configured channels, or ``REDUCED_CHANNELS`` if a hard-label step there takes over ``MAX_STEP_S``."""
+    channels = tuple(setup["channels"])
+    model = make_unet(setup, channels, seed)
+    opt = torch.optim.Adam(model.parameters(), lr=LR)
+    step = make_step(None, model, batch)
+    probe = [step(opt)[0] for _ in range(2)]
+    if setup["spatial_dims"] == 3 and min(probe) > MAX_STEP_S:
+        channels = REDUCED_CHANNELS
+    return channels, probe
+
+
+def rotated(names: list[str], r: int) -> list[str]:
+    k = r % len(names)
+    return names[k:] + names[:k]
+
+
+def run_setup(key: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Warm-up, interleaved timed rounds and the no-network timings of one setup."""
+    setup = SETUPS[key]
+    t_setup = time.perf_counter()
+    load_start = os.getloadavg()[0]
+    batch = make_batch(setup, args.seed)
+    channels, probe = pick_channels(setup, batch, args.seed)
+    model = make_unet(setup, channels, args.seed)
+    model.train()
+    init_state = copy.deepcopy(model.state_dict())
+    methods = build_methods(setup, channels, args.seed)
+    names = list(methods)
+    steps = {n: make_step(m, model, batch) for n, m in methods.items()}
+
+    def block(name: str, count: int) -> list[tuple[float, float, Tensor]]:
+        model.load_state_dict(init_state)
+        opt = torch.optim.Adam(model.parameters(), lr=LR)
+        return [steps[name](opt) for _ in range(count)]
+
+    warm_loss: dict[str, float] = {}
+    for name in names:
+        out = block(name, args.warmup)
+        warm_loss[name] = float(out[-1][2])
+        if not torch.isfinite(out[-1][2]):
+            raise RuntimeError(f"{key}: method {name!r} gave a non-finite loss {warm_loss[name]}")
+    step_s: dict[str, list[list[float]]] = {n: [] for n in names}
+    target_s: dict[str, list[list[float]]] = {n: [] for n in names}
+    for r in range(args.rounds):
+        for name in rotated(names, r):
+            out = block(name, args.steps)
+            step_s[name].append([o[0] for o in out])
+            target_s[name].append([o[1] for o in out])
+        print(json.dumps({"setup": key, "round": r + 1, "of": args.rounds, "elapsed_s": _since(t_setup)}), flush=True)
+
+    model.load_state_dict(init_state)
+    with torch.no_grad():
+        logits0 = model(batch["image"]).detach()
+    parts: dict[str, list[tuple[float, ...]]] = {n: [] for n in names}
+    for r in range(args.alone_reps):
+        for name in rotated(names, r):
+            parts[name].append(alone(methods[name], logits0, batch))
+    rows = summarise(names, step_s, target_s, parts)
+    return {
+        "setup": key,
+        "spatial_dims": setup["spatial_dims"],
+        "batch_image_shape": [setup["batch"], 1, *setup["shape"]],
+        "channels": list(channels),
+        "channels_reduced": channels != tuple(setup["channels"]),
+        "channel_probe_step_s": probe,
+        "method_params": {n: (None if m is None else m.params) for n, m in methods.items()},
+        "warmup_final_loss": warm_loss,
+        "methods": rows,
+        "loadavg_1min_start": load_start,
+        "loadavg_1min_end": os.getloadavg()[0],
+        "wall_s": _since(t_setup),
+    }
+
+
+def _since(t0: float) -> float:
+    return round(time.perf_counter() - t0, 1)
+
+
+def summarise(
+    names: list[str],
+    step_s: dict[str, list[list[float]]],
+    target_s: dict[str, list[list[float]]],
+    parts: dict[str, list[tuple[float, ...]]],
+) -> dict[str, dict[str, Any]]:
+    """Medians (ms), ratios against ``hard_ce`` (overall and per round) and the no-network breakdown."""
+    med = {n: 1e3 * statistics.median(t for rnd in step_s[n] for t in rnd) for n in names}
+    base_rounds = [statistics.median(rnd) for rnd in step_s[BASELINE]]
+    rows: dict[str, dict[str, Any]] = {}
+    for n in names:
+        per_round = [statistics.median(a) / b for a, b in zip(step_s[n], base_rounds, strict=True)]
+        t_target, t_loss, t_hook = (1e3 * statistics.median(p[i] for p in parts[n]) for i in range(3))
+        target_loss = 1e3 * statistics.median(p[0] + p[1] for p in parts[n])
+        ratio = med[n] / med[BASELINE]
+        rows[n] = {
+            "median_step_ms": med[n],
+            "ratio": ratio,
+            "ratio_per_round": per_round,
+            "ratio_per_round_min": min(per_round),
+            "ratio_per_round_max": max(per_round),
+            "step_ms_per_round": [[1e3 * t for t in rnd] for rnd in step_s[n]],
+            "make_target_in_step_ms": 1e3 * statistics.median(t for rnd in target_s[n] for t in rnd),
+            "alone_target_ms": t_target,
+            "alone_loss_fwd_bwd_ms": t_loss,
+            "alone_hook_ms": t_hook,
+            "alone_target_loss_ms": target_loss,
+            "alone_share_of_step": target_loss / med[n],
+            "verdict": verdict(n, ratio),
+        }
+    return rows
+
+
+def verdict(name: str, ratio: float) -> str:
+    if name in NOT_JUDGED:
+        return "baseline" if name == BASELINE else "A/A control"
+    if ratio <= GOAL:
+        return "pass"
+    return "miss (expected)" if name in EXPECTED_MISS else "miss"
+
+
+# --------------------------------------------------------------------------------------------- report
+def misses(payload: dict[str, Any], *, unexpected_only: bool) -> list[str]:
+    out = []
+    for key, res in payload["setups"].items():
+        for n, row in res["methods"].items():
+            if row["verdict"].startswith("miss") and not (unexpected_only and n in EXPECTED_MISS):
+                out.append(f"{key}:{n}")
+    return out
+
+
+def table(res: dict[str, Any]) -> str:
+    rows = []
+    for n, r in res["methods"].items():
+        rows.append(
+            [
+                f"`{n}`",
+                f"{r['median_step_ms']:.1f}",
+                f"{r['ratio']:.3f}",
+                f"{r['ratio_per_round_min']:.2f}–{r['ratio_per_round_max']:.2f}",
+                f"{r['make_target_in_step_ms']:.2f}",
+                f"{r['alone_target_loss_ms']:.2f}",
+                f"{r['alone_target_ms']:.2f}",
+                f"{r['alone_hook_ms']:.2f}",
+                f"{100 * r['alone_share_of_step']:.1f} %",
+                r["verdict"],
+            ]
+        )
+    header = [
+        "method",
+        "median step ms",
+        "ratio vs hard_ce",
+        "per-round ratio min–max",
+        "make_target ms (in step)",
+        "target+loss ms (no network)",
+        "of which target ms",
+        "hook ms",
+        "target+loss share of step",
+        f"≤ {GOAL:g}×?",
+    ]
+    return md_table(header, rows)
+
+
+def explain(res: dict[str, Any]) -> list[str]:
+    """One bullet per missing method, built from the numbers of the run."""
+    rows = res["methods"]
+    base, ctrl = rows[BASELINE], rows[CONTROL]
+    noise = max(abs(ctrl["ratio"] - 1.0), abs(rows["hard"]["ratio"] - 1.0) if "hard" in rows else 0.0)
+    out = []
+    for n, r in rows.items():
+        if not r["verdict"].startswith("miss"):
+            continue
+        gap = r["median_step_ms"] - base["median_step_ms"]
+        extra = r["alone_target_loss_ms"] + r["alone_hook_ms"] - base["alone_target_loss_ms"]
+        part = max(("target construction", r["alone_target_ms"]), ("hook", r["alone_hook_ms"]), key=lambda p: p[1])
+        loss_extra = r["alone_loss_fwd_bwd_ms"] - base["alone_loss_fwd_bwd_ms"]
+        biggest = "the loss forward + backward" if loss_extra > part[1] else part[0]
+        text = (
+            f"- `{n}`: ratio {r['ratio']:.3f} (+{gap:.1f} ms per step). Alone, its target + loss + hook take "
+            f"{r['alone_target_loss_ms'] + r['alone_hook_ms']:.2f} ms against {base['alone_target_loss_ms']:.2f} ms "
+            f"for `hard_ce` (+{extra:.2f} ms = {100 * extra / base['median_step_ms']:.1f} % of the `hard_ce` step); "
+            f"the largest extra part is {biggest} (target {r['alone_target_ms']:.2f} ms, loss forward + backward "
+            f"{r['alone_loss_fwd_bwd_ms']:.2f} ms vs {base['alone_loss_fwd_bwd_ms']:.2f} ms, hook "
+            f"{r['alone_hook_ms']:.2f} ms)."
+        )
+        if n in EXPECTED_MISS:
+            text += f" Expected: it {EXPECTED_MISS[n]} ({r['make_target_in_step_ms']:.1f} ms of the step)."
+        elif extra >= 0.5 * gap:
+            text += " The method's own extra work accounts for most of the gap."
+        else:
+            text += (
+                f" Its own extra work explains only {100 * max(extra, 0) / gap:.0f} % of the gap; the rest is "
+                f"measurement noise or side effects on the network's forward/backward (the A/A noise of this run "
+                f"is ±{100 * noise:.1f} %)."
+            )
+        out.append(text + "\n")
+    return out or ["- none: every judged method is within the goal.\n"]
+
+
+def markdown(payload: dict[str, Any]) -> str:
+    cfg = payload["config"]
+    lines = [
+        "# Per-step time of every method vs hard-label CE (`benchmarks/method_step_time.py`)\n\n",
+        machine_md(payload["machine"]),
+        f"\nMONAI UNet (strides (2, 2, 2), 2 residual units), C = {C}, Adam lr {LR:g}; a step = zero_grad, forward, "
+        "make_target, loss, backward, optimiser step, on_train_batch_end. Baseline `hard_ce` = "
+        "`torch.nn.CrossEntropyLoss()` on the hard label with no softlabels code; `hard_ce_repeat` is the same code "
+        "timed as another row (A/A control: its distance from 1 is the noise of the run). Fixed seeded batch "
+        f"(seed {cfg['seed']}), same initial weights and a fresh Adam before every block; {cfg['warmup']} warm-up "
+        f"steps per method, then {cfg['rounds']} rounds × {cfg['steps']} steps per method, order rotated each round; "
+        f"ratio = median step / median `hard_ce` step. 'target+loss (no network)': make_target + loss forward + "
+        f"backward on detached logits, median of {cfg['alone_reps']} interleaved repetitions; the batch-end hook is "
+        f"timed separately. Torch threads: {cfg['torch_threads']}. Goal: ratio ≤ {GOAL:g}. "
+        + ("**Quick smoke run: not judged.** " if cfg["quick"] else "")
+        + f"Wall time {payload['wall_s']:.0f} s.\n",
+    ]
+    for key, res in payload["setups"].items():
+        shape = "×".join(map(str, res["batch_image_shape"]))
+        reduced = " (reduced: a 3D step exceeded the limit)" if res["channels_reduced"] else ""
+        lines += [
+            f"\n## {key}: batch {shape}, channels {tuple(res['channels'])}{reduced}\n\n",
+            f"1-minute load average {res['loadavg_1min_start']:.2f} → {res['loadavg_1min_end']:.2f}; "
+            f"{res['wall_s']:.0f} s.\n\n",
+            table(res),
+            "\n**Which methods miss and why**\n\n",
+            *explain(res),
+        ]
+    bad = misses(payload, unexpected_only=True)
+    status = "not judged (quick run)" if cfg["quick"] else ("PASS" if not bad else "FAIL: " + ", ".join(bad))
+    lines.append(f"\n**Result** (methods other than `tfkd_self`): {status}.\n")
+    return "".join(lines)
+
+
+# --------------------------------------------------------------------------------------------- main
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="2 rounds × 2 steps, 1 warm-up (smoke run, not judged)")
+    ap.add_argument("--setups", default="2d,3d", help="comma-separated subset of " + ", ".join(SETUPS))
+    ap.add_argument("--rounds", type=int, default=None, help="timed rounds (default 20, quick 2)")
+    ap.add_argument("--steps", type=int, default=None, help="timed steps per method per round (default 3, quick 2)")
+    ap.add_argument("--warmup", type=int, default=None, help="untimed steps per method (default 3, quick 1)")
+    ap.add_argument("--alone-reps", type=int, default=None, help="no-network repetitions (default 30, quick 3)")
+    ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
+    ap.add_argument("--seed", type=int, default=2024)
+    ap.add_argument("--name", default="method_step_time", help="result file stem")
+    ap.add_argument("--render", action="store_true", help="only rewrite the .md from the existing .json")
+    args = ap.parse_args()
+    if args.render:
+        payload = json.loads((RESULTS / f"{args.name}.json").read_text())
+        write_results(args.name, payload, markdown(payload))
+        return 0 if payload["passed"] in (True, None) else 1
+    quick = args.quick
+    args.rounds = args.rounds or (2 if quick else 20)
+    args.steps = args.steps or (2 if quick else 3)
+    args.warmup = args.warmup or (1 if quick else 3)
+    args.alone_reps = args.alone_reps or (3 if quick else 30)
+    keys = [k.strip() for k in args.setups.split(",") if k.strip()]
+    unknown = sorted(set(keys) - set(SETUPS))
+    if unknown:
+        ap.error(f"unknown setup(s) {unknown}; valid: {sorted(SETUPS)}")
+    torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    results = {key: run_setup(key, args) for key in keys}
+    config = {
+        "quick": quick,
+        "setups": {k: {**SETUPS[k], "channels_used": results[k]["channels"]} for k in keys},
+        "num_classes": C,
+        "raters": RATERS,
+        "rater_flip_fraction": FLIP_FRACTION,
+        "lr": LR,
+        "optimizer": "torch.optim.Adam",
+        "rounds": args.rounds,
+        "steps": args.steps,
+        "warmup": args.warmup,
+        "alone_reps": args.alone_reps,
+        "seed": args.seed,
+        "torch_threads": torch.get_num_threads(),
+        "goal_ratio": GOAL,
+        "max_3d_step_s_before_reducing_channels": MAX_STEP_S,
+        "expected_misses": EXPECTED_MISS,
+    }
+    payload: dict[str, Any] = {"benchmark": "method_step_time", "machine": machine_info(), "config": config}
+    payload["setups"] = results
+    payload["wall_s"] = time.perf_counter() - t0
+    bad = misses(payload, unexpected_only=True)
+    payload["misses"] = misses(payload, unexpected_only=False)
+    payload["unexpected_misses"] = bad
+    payload["passed"] = None if quick else not bad
+    write_results(args.name, payload, markdown(payload))
+    for key, res in results.items():
+        print(key, {n: round(r["ratio"], 3) for n, r in res["methods"].items()})
+    if quick:
+        print(f"quick run (not judged); misses: {payload['misses'] or 'none'}")
+        return 0
+    print("PASS" if not bad else "FAIL, ratio > " + f"{GOAL:g}: " + ", ".join(bad))
+    return 0 if not bad else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
