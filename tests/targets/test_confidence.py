@@ -71,3 +71,20 @@ def test_bad_inputs_raise():
         confidence_soft(LABELS, CONF, 2)
     with pytest.raises(ValueError, match=r"got nan"):
         confidence_weights(torch.tensor([float("nan")]))
+
+
+def test_dictionary_transform_modes():
+    from softlabels.targets import ConfidenceTargetd
+
+    gen = torch.Generator().manual_seed(4)
+    labels = torch.randint(0, 3, (1, 4, 5), generator=gen)
+    conf = torch.rand(1, 4, 5, generator=gen)
+    data = {"label": labels, "confidence": conf}
+    out = ConfidenceTargetd("label", 3, tau=0.5, below="ignore")(data)
+    assert torch.equal(out["label"], confidence_threshold(labels, conf, 3, tau=0.5, below="ignore"))
+    soft = ConfidenceTargetd("label", 3, mode="soft")(data)["label"]
+    torch.testing.assert_close(soft, confidence_soft(labels, conf, 3)[0])
+    weighted = ConfidenceTargetd("label", 3, mode="weighted", weight_key="w")(data)
+    assert torch.equal(weighted["label"], labels) and torch.equal(weighted["w"], conf)
+    with pytest.raises(ValueError, match=r"`mode` of ConfidenceTargetd .*got 'hard'"):
+        ConfidenceTargetd("label", 3, mode="hard")

@@ -137,3 +137,16 @@ def test_dictionary_transform_channel_first_and_plain():
     torch.testing.assert_close(plain["label"], expected)
     with pytest.raises(ValueError, match=r"channel-first"):
         LabelSmoothingd("label", 3)({"label": label})
+
+
+def test_boundary_dictionary_transform_2d_and_3d():
+    from softlabels.targets import BoundaryLabelSmoothingd
+
+    gen = torch.Generator().manual_seed(3)
+    for spatial in ((5, 6), (3, 4, 5)):
+        labels = torch.randint(0, 3, spatial, generator=gen)
+        expected = boundary_label_smoothing(labels.unsqueeze(0), 3, epsilon=0.4)[0]
+        out = BoundaryLabelSmoothingd("label", 3, epsilon=0.4)({"label": labels.unsqueeze(0)})
+        torch.testing.assert_close(out["label"], expected)
+        plain = BoundaryLabelSmoothingd("label", 3, epsilon=0.4, has_channel=False)({"label": labels})
+        torch.testing.assert_close(plain["label"], expected)

@@ -8,14 +8,21 @@ distributions over ``C`` at every voxel (except ``confidence_threshold``, which 
 
 from __future__ import annotations
 
-from softlabels.targets.confidence import confidence_soft, confidence_threshold, confidence_weights
+from softlabels.targets.confidence import ConfidenceTargetd, confidence_soft, confidence_threshold, confidence_weights
 from softlabels.targets.ols import OnlineLabelSmoother
 from softlabels.targets.raters import FuseRatersd, fuse_raters
-from softlabels.targets.smoothing import LabelSmoothingd, boundary_label_smoothing, label_smoothing
+from softlabels.targets.smoothing import (
+    BoundaryLabelSmoothingd,
+    LabelSmoothingd,
+    boundary_label_smoothing,
+    label_smoothing,
+)
 from softlabels.targets.svls import SVLSd, svls, svls_kernel
 from softlabels.targets.tfkd import VirtualTeacherd, self_teacher, virtual_teacher
 
 __all__ = [
+    "BoundaryLabelSmoothingd",
+    "ConfidenceTargetd",
     "FuseRatersd",
     "LabelSmoothingd",
     "OnlineLabelSmoother",

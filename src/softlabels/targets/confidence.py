@@ -6,15 +6,18 @@ at every voxel (background included). Give background voxels confidence 1 where 
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Mapping
 from typing import Literal
 
 import torch
+from monai.config import KeysCollection
+from monai.transforms import MapTransform
 from torch import Tensor
 
 from softlabels._options import look_up_option
-from softlabels.targets.smoothing import _check_fraction, _check_labels, _check_num_classes, _one_hot
+from softlabels.targets.smoothing import _as_batch, _check_fraction, _check_labels, _check_num_classes, _one_hot
 
-__all__ = ["confidence_soft", "confidence_threshold", "confidence_weights"]
+__all__ = ["ConfidenceTargetd", "confidence_soft", "confidence_threshold", "confidence_weights"]
 
 Below = Literal["background", "ignore"]
 
@@ -151,3 +154,72 @@ def confidence_weights(confidence: Tensor) -> Tensor:
         tensor([[0.2000, 1.0000]])
     """
     return _check_confidence(confidence, "confidence_weights").clone()
+
+
+class ConfidenceTargetd(MapTransform):
+    """MONAI dictionary transform building one sample's confidence-based target (threshold, soft or weighted).
+
+    Each ``data[key]`` is a label map, channel-first ``(1, *spatial)`` (``has_channel=True``) or ``(*spatial)``,
+    and ``data[confidence_key]`` the confidence map of the same layout. ``mode="threshold"`` replaces the label by
+    :func:`confidence_threshold` (same layout); ``"soft"`` by :func:`confidence_soft` ``(C, *spatial)``;
+    ``"weighted"`` keeps the label and writes :func:`confidence_weights` to ``data[weight_key]``.
+
+    Args:
+        keys: keys of the label maps.
+        num_classes: number of classes ``C``.
+        confidence_key: key of the confidence map.
+        mode: ``"threshold"``, ``"soft"`` or ``"weighted"``.
+        tau: threshold ``τ`` (``"threshold"``).
+        below: ``"background"`` or ``"ignore"`` (``"threshold"``).
+        ignore_index: label of ignored voxels (``"threshold"`` with ``below="ignore"``).
+        weight_key: where ``"weighted"`` writes the weights.
+        has_channel: whether the maps carry a leading channel of size 1.
+        allow_missing_keys: skip keys absent from the dictionary.
+
+    Example:
+        >>> data = {"label": torch.tensor([[[1, 1]]]), "confidence": torch.tensor([[[0.9, 0.5]]])}
+        >>> ConfidenceTargetd("label", 2, tau=0.6)(data)["label"]
+        tensor([[[1, 0]]])
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        num_classes: int,
+        *,
+        confidence_key: str = "confidence",
+        mode: Literal["threshold", "soft", "weighted"] = "threshold",
+        tau: float = 0.6,
+        below: Below = "background",
+        ignore_index: int = 255,
+        weight_key: str = "weight",
+        has_channel: bool = True,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.mode = look_up_option("mode", mode, ("threshold", "soft", "weighted"), where="ConfidenceTargetd")
+        self.num_classes = num_classes
+        self.confidence_key = confidence_key
+        self.tau, self.below, self.ignore_index = tau, below, ignore_index
+        self.weight_key = weight_key
+        self.has_channel = has_channel
+
+    def __call__(self, data: Mapping[Hashable, Tensor]) -> dict[Hashable, Tensor]:
+        """Build the target of every selected label map from its confidence map."""
+        d = dict(data)
+        where = "ConfidenceTargetd"
+        conf = _as_batch(d[self.confidence_key], self.has_channel, where, self.confidence_key)
+        for key in self.key_iterator(d):
+            labels = _as_batch(d[key], self.has_channel, where, key)
+            if self.mode == "threshold":
+                hard = confidence_threshold(
+                    labels, conf, self.num_classes, tau=self.tau, below=self.below, ignore_index=self.ignore_index
+                )
+                d[key] = hard if self.has_channel else hard[0]
+            elif self.mode == "soft":
+                d[key] = confidence_soft(labels, conf, self.num_classes)[0]
+            else:
+                _check_labels(labels, self.num_classes, where, spatial=False)
+                weights = confidence_weights(conf)
+                d[self.weight_key] = weights if self.has_channel else weights[0]
+        return d

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from softlabels._options import look_up_option
 
-__all__ = ["LabelSmoothingd", "boundary_label_smoothing", "label_smoothing"]
+__all__ = ["BoundaryLabelSmoothingd", "LabelSmoothingd", "boundary_label_smoothing", "label_smoothing"]
 
 Convention = Literal["uniform", "others"]
 
@@ -277,5 +277,56 @@ class LabelSmoothingd(MapTransform):
                 epsilon=self.epsilon,
                 convention=self.convention,
                 ignore_index=self.ignore_index,
+            )[0]
+        return d
+
+
+class BoundaryLabelSmoothingd(MapTransform):
+    """MONAI dictionary wrapper of :func:`boundary_label_smoothing` for one sample.
+
+    Each ``data[key]`` is a per-sample label map, channel-first ``(1, *spatial)`` (``has_channel=True``) or
+    ``(*spatial)``, 2D or 3D. It is replaced by the soft target ``(C, *spatial)``: ``(1 − ε)·onehot(y) + ε/C`` on
+    boundary voxels, ``onehot(y)`` elsewhere.
+
+    Args:
+        keys: keys of the label maps to transform.
+        num_classes: number of classes ``C``.
+        epsilon: smoothing mass ``ε`` on boundary voxels.
+        width: neighbourhood half-width.
+        ignore_index: label value to leave out, or ``None``.
+        has_channel: whether each map carries a leading channel of size 1.
+        allow_missing_keys: skip keys absent from the dictionary.
+
+    Example:
+        >>> out = BoundaryLabelSmoothingd("label", num_classes=2, epsilon=0.5)({"label": torch.tensor([[[0, 0, 1]]])})
+        >>> out["label"][1]
+        tensor([[0.0000, 0.2500, 0.7500]])
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        num_classes: int,
+        *,
+        epsilon: float = 0.1,
+        width: int = 1,
+        ignore_index: int | None = None,
+        has_channel: bool = True,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.num_classes = num_classes
+        self.epsilon = epsilon
+        self.width = width
+        self.ignore_index = ignore_index
+        self.has_channel = has_channel
+
+    def __call__(self, data: Mapping[Hashable, Tensor]) -> dict[Hashable, Tensor]:
+        """Replace every selected label map by its boundary-smoothed ``(C, *spatial)`` target."""
+        d = dict(data)
+        for key in self.key_iterator(d):
+            batch = _as_batch(d[key], self.has_channel, "BoundaryLabelSmoothingd", key)
+            d[key] = boundary_label_smoothing(
+                batch, self.num_classes, epsilon=self.epsilon, width=self.width, ignore_index=self.ignore_index
             )[0]
         return d
