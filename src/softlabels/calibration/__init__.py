@@ -1,5 +1,6 @@
-"""Post-hoc calibration of trained networks: streaming temperature scaling (Guo et al., ICML 2017)."""
+"""Post-hoc calibration of trained networks: streaming temperature and vector scaling (Guo et al., ICML 2017)."""
 
 from softlabels.calibration.temperature import TemperatureScaledModel, TemperatureScaler
+from softlabels.calibration.vector import VectorScaler
 
-__all__ = ["TemperatureScaledModel", "TemperatureScaler"]
+__all__ = ["TemperatureScaledModel", "TemperatureScaler", "VectorScaler"]

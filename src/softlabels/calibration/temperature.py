@@ -303,7 +303,7 @@ class TemperatureScaledModel(nn.Module):
 
     Args:
         model: a network returning logits.
-        scaler: a (fitted) :class:`TemperatureScaler`.
+        scaler: a (fitted) :class:`TemperatureScaler` or :class:`~softlabels.calibration.VectorScaler`.
 
     Example:
         >>> import torch
@@ -314,13 +314,16 @@ class TemperatureScaledModel(nn.Module):
         ['scaler.log_temperature']
     """
 
-    def __init__(self, model: nn.Module, scaler: TemperatureScaler) -> None:
+    def __init__(self, model: nn.Module, scaler: nn.Module) -> None:
         super().__init__()
         if not isinstance(model, nn.Module):
             raise TypeError(f"`model` of TemperatureScaledModel must be an nn.Module; got {type(model).__name__}.")
-        if not isinstance(scaler, TemperatureScaler):
+        from softlabels.calibration.vector import VectorScaler
+
+        if not isinstance(scaler, TemperatureScaler | VectorScaler):
             raise TypeError(
-                f"`scaler` of TemperatureScaledModel must be a TemperatureScaler; got {type(scaler).__name__}."
+                "`scaler` of TemperatureScaledModel must be a TemperatureScaler or a VectorScaler; "
+                f"got {type(scaler).__name__}."
             )
         self.model = model
         self.scaler = scaler
