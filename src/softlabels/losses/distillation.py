@@ -11,6 +11,7 @@ from softlabels._checks import check_distribution
 from softlabels._options import look_up_option
 from softlabels.losses._base import VoxelLoss
 from softlabels.losses._inputs import Reduction, check_positive, cross_entropy_per_voxel, reduce_voxels
+from softlabels.targets.smoothing import _check_fraction
 
 __all__ = ["DistillationLoss"]
 
@@ -70,9 +71,7 @@ class DistillationLoss(VoxelLoss):
     ) -> None:
         super().__init__(reduction=reduction, ignore_index=ignore_index, validate_args=validate_args)
         where = "DistillationLoss"
-        self.alpha = check_positive("alpha", alpha, where)
-        if self.alpha > 1:
-            raise ValueError(f"`alpha` of {where} must be a float in [0, 1]; got {alpha!r}.")
+        self.alpha = _check_fraction("alpha", alpha, where)
         self.temperature = check_positive("temperature", temperature, where, allow_zero=False)
         self.multiplier = check_positive("multiplier", multiplier, where)
         self.kl_reduction = look_up_option("kl_reduction", kl_reduction, ("batchmean", "mean"), where=where)

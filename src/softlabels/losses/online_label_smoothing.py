@@ -8,8 +8,9 @@ import torch
 from torch import Tensor
 
 from softlabels.losses._base import VoxelLoss
-from softlabels.losses._inputs import LossTarget, Reduction, check_positive, cross_entropy_per_voxel
+from softlabels.losses._inputs import LossTarget, Reduction, cross_entropy_per_voxel
 from softlabels.targets.ols import OnlineLabelSmoother
+from softlabels.targets.smoothing import _check_fraction
 
 __all__ = ["OnlineLabelSmoothingLoss"]
 
@@ -65,9 +66,7 @@ class OnlineLabelSmoothingLoss(VoxelLoss):
         validate_args: bool = True,
     ) -> None:
         super().__init__(reduction=reduction, ignore_index=ignore_index, validate_args=validate_args)
-        self.alpha = check_positive("alpha", alpha, "OnlineLabelSmoothingLoss")
-        if self.alpha > 1:
-            raise ValueError(f"`alpha` of OnlineLabelSmoothingLoss must be a float in [0, 1]; got {alpha!r}.")
+        self.alpha = _check_fraction("alpha", alpha, "OnlineLabelSmoothingLoss")
         self.smoother = OnlineLabelSmoother(
             num_classes,
             init=init,
