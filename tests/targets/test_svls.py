@@ -165,9 +165,9 @@ def test_depth_one_volume_uses_the_depth_collapsed_kernel():
 
 def test_bad_inputs_raise():
     labels = torch.tensor([[[0, 1]]])
-    with pytest.raises(ValueError, match=r"`sigma` of svls_kernel must be a finite float > 0; got -1.0"):
+    with pytest.raises(ValueError, match=r"`sigma` of svls must be a finite float > 0; got -1.0"):
         svls(labels, 2, sigma=-1.0)
-    with pytest.raises(ValueError, match=r"`kernel_size` of svls_kernel must be an odd int >= 3; got 4"):
+    with pytest.raises(ValueError, match=r"`kernel_size` of svls must be an odd int >= 3; got 4"):
         svls(labels, 2, kernel_size=4)
     with pytest.raises(ValueError, match=r"`spacing` .*got \(1.0,\)"):
         svls(labels, 2, spacing=(1.0,))

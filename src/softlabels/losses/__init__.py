@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from softlabels.losses.cross_entropy import KLDivLoss, SoftCrossEntropyLoss
 from softlabels.losses.dice import DiceCELoss, DiceLoss
-from softlabels.losses.distillation import DistillationLoss
+from softlabels.losses.distillation import DistillationLoss, VirtualTeacherLoss
 from softlabels.losses.focal import FLSD53_BANDS, FocalLoss
 from softlabels.losses.margin import MarginLoss
 from softlabels.losses.nacl import NACLLoss, neighbourhood_proportions
@@ -25,5 +25,6 @@ __all__ = [
     "NACLLoss",
     "OnlineLabelSmoothingLoss",
     "SoftCrossEntropyLoss",
+    "VirtualTeacherLoss",
     "neighbourhood_proportions",
 ]

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from softlabels.losses._base import VoxelLoss
-from softlabels.losses._inputs import LossTarget, cross_entropy_per_voxel
+from softlabels.losses._inputs import LossTarget, Reduction, cross_entropy_per_voxel
+from softlabels.targets.smoothing import _check_fraction
 
 __all__ = ["KLDivLoss", "SoftCrossEntropyLoss"]
 
@@ -26,7 +28,12 @@ class SoftCrossEntropyLoss(VoxelLoss):
     (``(N, 1, *spatial)`` accepted) or ``(N, C, *spatial)`` float; ``weight``/``keep_mask`` ``(N, *spatial)``.
     Output: a scalar, or ``(N, *spatial)`` with ``reduction="none"``.
 
+    ``label_smoothing=ε`` mixes the target with the uniform distribution, ``q ← (1 − ε) q + ε/C``, as PyTorch's
+    ``cross_entropy`` does (for hard labels it runs PyTorch's fused kernel): label smoothing without building the
+    ``(N, C, *spatial)`` target.
+
     Args:
+        label_smoothing: ``ε`` in ``[0, 1]``.
         reduction: ``"mean"`` (weighted mean over kept voxels), ``"sum"`` or ``"none"``.
         ignore_index: hard label to leave out, or ``None``.
         validate_args: check values on every call (finite logits, label range, soft targets summing to 1).
@@ -41,10 +48,28 @@ class SoftCrossEntropyLoss(VoxelLoss):
         0.1269
         >>> round(loss(logits, torch.tensor([[0.5, 0.5], [0.5, 0.5]])).item(), 4)
         1.1269
+        >>> round(SoftCrossEntropyLoss(label_smoothing=1.0)(logits, torch.tensor([0, 1])).item(), 4)
+        1.1269
     """
 
+    def __init__(
+        self,
+        *,
+        label_smoothing: float = 0.0,
+        reduction: Reduction = "mean",
+        ignore_index: int | None = None,
+        validate_args: bool = True,
+    ) -> None:
+        super().__init__(reduction=reduction, ignore_index=ignore_index, validate_args=validate_args)
+        self.label_smoothing = _check_fraction("label_smoothing", label_smoothing, "SoftCrossEntropyLoss")
+
     def _per_voxel(self, input: Tensor, target: LossTarget) -> Tensor:
-        return cross_entropy_per_voxel(torch.log_softmax(input, dim=1), target)
+        eps = self.label_smoothing
+        if target.hard is not None:
+            return F.cross_entropy(input, target.hard, reduction="none", label_smoothing=eps)
+        log_probs = torch.log_softmax(input, dim=1)
+        cross = cross_entropy_per_voxel(log_probs, target)
+        return cross if eps == 0 else cross.mul_(1.0 - eps).sub_(log_probs.mean(1), alpha=eps)
 
 
 class KLDivLoss(VoxelLoss):

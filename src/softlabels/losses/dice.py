@@ -15,8 +15,14 @@ from torch import Tensor, nn
 from softlabels._checks import check_distribution
 from softlabels._options import look_up_option
 from softlabels.losses._base import VoxelLoss
-from softlabels.losses._inputs import LossTarget, Reduction, check_positive, prepare_target
-from softlabels.losses.cross_entropy import KLDivLoss, SoftCrossEntropyLoss
+from softlabels.losses._inputs import (
+    LossTarget,
+    Reduction,
+    check_positive,
+    cross_entropy_per_voxel,
+    prepare_target,
+    reduce_voxels,
+)
 
 __all__ = ["DiceCELoss", "DiceLoss"]
 
@@ -39,6 +45,22 @@ def _counts(x: Tensor, y: Tensor, w: Tensor | None, form: DiceForm, dims: tuple[
         tp = (x * y * (1 if w is None else w)).sum(dims)
     else:
         tp = (size_x + size_y - diff.sum(dims)) / 2
+    return tp, size_x - tp, size_y - tp
+
+
+def _hard_counts(x: Tensor, labels: Tensor, w: Tensor | None, form: DiceForm) -> tuple[Tensor, Tensor, Tensor]:
+    """``(tp, fp, fn)`` per image and class ``(N, C)`` for hard labels ``(N, V)``, without a one-hot map.
+
+    With ``y ∈ {0, 1}`` and ``x ∈ [0, 1]`` the ``"l1"`` and ``"product"`` forms coincide: ``tp = Σ_{v: y_v = c} w x``,
+    ``Σ y = Σ_{v: y_v = c} w``; the ``"squared"`` form uses ``Σ w x²`` in place of ``Σ w x``.
+    """
+    n, c = x.shape[:2]
+    at_label = x.gather(1, labels.unsqueeze(1)).squeeze(1)
+    ones = torch.ones_like(at_label) if w is None else w
+    tp = x.new_zeros(n, c).scatter_add_(1, labels, at_label if w is None else at_label * w)
+    size_y = x.new_zeros(n, c).scatter_add_(1, labels, ones)
+    sx = x * x if form == "squared" else x
+    size_x = (sx if w is None else sx * w.unsqueeze(1)).sum(-1)
     return tp, size_x - tp, size_y - tp
 
 
@@ -149,26 +171,39 @@ class DiceLoss(VoxelLoss):
     ) -> Tensor:
         """Dice loss of ``input (N, C, *spatial)`` against a hard or soft target (see the class docstring)."""
         probs, prepared = self._probs(input, target, weight, keep_mask)
+        return self.from_probs(probs, prepared)
+
+    def from_probs(self, probs: Tensor, prepared: LossTarget) -> Tensor:
+        """The loss from probabilities ``(N, C, *spatial)`` and a checked target (shared with :class:`DiceCELoss`)."""
         n, c = probs.shape[:2]
         x = probs.reshape(n, c, -1)
-        y = prepared.one_hot(c, probs.dtype).reshape(n, c, -1)
-        w = None if prepared.voxel_weight is None else prepared.voxel_weight.reshape(n, 1, -1)
+        w = None if prepared.voxel_weight is None else prepared.voxel_weight.reshape(n, -1)
+        if prepared.hard is not None:
+            tp, fp, fn = _hard_counts(x, prepared.hard.reshape(n, -1), w, self.form)
+        else:
+            y = prepared.one_hot(c, probs.dtype).reshape(n, c, -1)
+            tp, fp, fn = _counts(x, y, None if w is None else w.unsqueeze(1), self.form, (2,))
+        if self.batch:
+            tp, fp, fn = tp.sum(0), fp.sum(0), fn.sum(0)
         if not self.include_background:
-            x, y = x[:, 1:], y[:, 1:]
-        dims = (0, 2) if self.batch else (2,)
-        tp, fp, fn = _counts(x, y, w, self.form, dims)
-        score = (tp + self.smooth) / (tp + self.alpha * fp + self.beta * fn + self.smooth)
-        loss = 1.0 - score
+            tp, fp, fn = tp[..., 1:], fp[..., 1:], fn[..., 1:]
+        loss = 1.0 - (tp + self.smooth) / (tp + self.alpha * fp + self.beta * fn + self.smooth)
         if self.active == "present":
-            present = (y if w is None else y * (w > 0)).amax(dim=dims) > 0.01
-            loss = torch.where(present, loss, torch.full_like(loss, float("nan")))
+            loss = torch.where(self._present(x, prepared, w), loss, torch.full_like(loss, float("nan")))
         if self.reduction == "none":
             return loss
         valid = ~torch.isnan(loss)
         total = torch.where(valid, loss, torch.zeros_like(loss)).sum()
-        if self.reduction == "sum":
-            return total
-        return total / valid.sum().clamp_min(1)
+        return total if self.reduction == "sum" else total / valid.sum().clamp_min(1)
+
+    def _present(self, x: Tensor, prepared: LossTarget, w: Tensor | None) -> Tensor:
+        """Classes whose target exceeds 0.01 somewhere in the reduction set (``(C,)`` or ``(N, C)``)."""
+        n, c = x.shape[:2]
+        y = prepared.one_hot(c, x.dtype).reshape(n, c, -1)
+        if w is not None:
+            y = y * (w > 0).unsqueeze(1)
+        present = y.amax(dim=(0, 2) if self.batch else (2,)) > 0.01
+        return present if self.include_background else present[..., 1:]
 
     def extra_repr(self) -> str:
         """Show the options in ``repr``."""
@@ -215,14 +250,18 @@ class DiceCELoss(nn.Module):
         super().__init__()
         self.lambda_ce = check_positive("lambda_ce", lambda_ce, "DiceCELoss")
         self.lambda_dice = check_positive("lambda_dice", lambda_dice, "DiceCELoss")
-        ce = look_up_option("ce", ce, ("kl", "ce"), where="DiceCELoss")  # type: ignore[assignment]
-        ce_cls = KLDivLoss if ce == "kl" else SoftCrossEntropyLoss
-        self.ce = ce_cls(ignore_index=ignore_index, validate_args=validate_args)
-        self.dice = DiceLoss(ignore_index=ignore_index, validate_args=False, **dice_kwargs)  # type: ignore[arg-type]
+        self.ce = look_up_option("ce", ce, ("kl", "ce"), where="DiceCELoss")
+        self.dice = DiceLoss(ignore_index=ignore_index, validate_args=validate_args, **dice_kwargs)  # type: ignore[arg-type]
 
     def forward(
         self, input: Tensor, target: Tensor, *, weight: Tensor | None = None, keep_mask: Tensor | None = None
     ) -> Tensor:
-        """Weighted sum of the CE/KL and Dice terms for logits ``input (N, C, *spatial)``."""
-        ce = self.ce(input, target, weight=weight, keep_mask=keep_mask)
-        return self.lambda_ce * ce + self.lambda_dice * self.dice(input, target, weight=weight, keep_mask=keep_mask)
+        """Weighted sum of the CE/KL and Dice terms for logits ``input (N, C, *spatial)`` (one ``log_softmax``)."""
+        input, prepared = self.dice.prepare(input, target, weight, keep_mask)
+        log_probs = torch.log_softmax(input, dim=1)
+        cross = cross_entropy_per_voxel(log_probs, prepared)
+        if self.ce == "kl" and prepared.soft is not None:
+            q = prepared.soft.to(log_probs.dtype)
+            cross = cross + torch.xlogy(q, q).sum(1)
+        ce = reduce_voxels(cross, prepared.voxel_weight, "mean")
+        return self.lambda_ce * ce + self.lambda_dice * self.dice.from_probs(log_probs.exp(), prepared)

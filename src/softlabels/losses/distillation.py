@@ -10,10 +10,11 @@ from torch import Tensor
 from softlabels._checks import check_distribution
 from softlabels._options import look_up_option
 from softlabels.losses._base import VoxelLoss
-from softlabels.losses._inputs import Reduction, check_positive, cross_entropy_per_voxel, reduce_voxels
+from softlabels.losses._inputs import LossTarget, Reduction, check_positive, cross_entropy_per_voxel, reduce_voxels
 from softlabels.targets.smoothing import _check_fraction
+from softlabels.targets.tfkd import virtual_teacher
 
-__all__ = ["DistillationLoss"]
+__all__ = ["DistillationLoss", "VirtualTeacherLoss"]
 
 
 class DistillationLoss(VoxelLoss):
@@ -107,5 +108,93 @@ class DistillationLoss(VoxelLoss):
         """Show the options in ``repr``."""
         return (
             f"alpha={self.alpha}, temperature={self.temperature}, multiplier={self.multiplier}, "
+            f"kl_reduction={self.kl_reduction!r}, {super().extra_repr()}"
+        )
+
+
+class VirtualTeacherLoss(VoxelLoss):
+    r"""Tf-KD_reg in closed form: :class:`DistillationLoss` against the virtual teacher, without building it.
+
+    The virtual teacher ``t = softmax(p_d / T)`` (see :func:`~softlabels.targets.virtual_teacher`) has only two
+    values, ``t_y`` on the label and ``t_o`` elsewhere, so with ``log p = log_softmax(z)`` (student at temperature 1,
+    as the reference code):
+
+    .. math::
+        \mathrm{KL}(t ‖ p) = t_y \log t_y + (C − 1)\,t_o \log t_o − t_o Σ_c \log p_c − (t_y − t_o) \log p_y
+
+        ℓ = (1 − α)(−\log p_y) + α\,m\,\mathrm{KL} / κ
+
+    equal to ``DistillationLoss(α, multiplier=m, kl_reduction=…)(z, y, teacher=virtual_teacher(y, C, …))`` at the
+    cost of a cross-entropy. Hard labels only; reduction, ``ignore_index``, ``keep_mask``, ``weight`` as
+    :class:`~softlabels.losses.SoftCrossEntropyLoss`.
+
+    Args:
+        num_classes: number of classes ``C >= 2``.
+        alpha: weight ``α`` in ``[0, 1]`` of the distillation term (0.95).
+        temperature: the teacher temperature ``T > 0`` (40 for MobileNetV2, 6 for ResNet-50).
+        correct_probability: ``a``, the virtual teacher's probability of the label before softening (0.99).
+        multiplier: ``m >= 0``.
+        kl_reduction: ``"batchmean"`` (``κ = 1``) or ``"mean"`` (``κ = C``, the reference code's PyTorch default).
+        reduction: ``"mean"`` (weighted mean over kept voxels), ``"sum"`` or ``"none"``.
+        ignore_index: hard label to leave out, or ``None``.
+        validate_args: check values on every call.
+
+    Reference:
+        Yuan, Tay, Li, Wang, Feng, "Revisiting Knowledge Distillation via Label Smoothing Regularization", CVPR 2020.
+
+    Example:
+        >>> from softlabels.targets import virtual_teacher
+        >>> z, y = torch.tensor([[2.0, 0.0, 1.0]]), torch.tensor([0])
+        >>> closed = VirtualTeacherLoss(3, temperature=2.0)(z, y)
+        >>> explicit = DistillationLoss()(z, y, teacher=virtual_teacher(y, 3, temperature=2.0))
+        >>> abs(closed - explicit).item() < 1e-6
+        True
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        alpha: float = 0.95,
+        *,
+        temperature: float = 40.0,
+        correct_probability: float = 0.99,
+        multiplier: float = 1.0,
+        kl_reduction: Literal["batchmean", "mean"] = "batchmean",
+        reduction: Reduction = "mean",
+        ignore_index: int | None = None,
+        validate_args: bool = True,
+    ) -> None:
+        super().__init__(reduction=reduction, ignore_index=ignore_index, validate_args=validate_args)
+        where = "VirtualTeacherLoss"
+        self.alpha = _check_fraction("alpha", alpha, where)
+        self.multiplier = check_positive("multiplier", multiplier, where)
+        self.kl_reduction = look_up_option("kl_reduction", kl_reduction, ("batchmean", "mean"), where=where)
+        row = virtual_teacher(
+            torch.tensor([0]), num_classes, correct_probability=correct_probability, temperature=temperature
+        )[0].double()
+        self.num_classes = num_classes
+        self.temperature, self.correct_probability = float(temperature), float(correct_probability)
+        self.teacher_label, self.teacher_other = float(row[0]), float(row[1])
+        self.teacher_negentropy = float(torch.xlogy(row, row).sum())
+
+    def _per_voxel(self, input: Tensor, target: LossTarget) -> Tensor:
+        if target.hard is None:
+            raise TypeError("`target` of VirtualTeacherLoss must be hard integer labels; got a soft target.")
+        if input.shape[1] != self.num_classes:
+            raise ValueError(
+                f"`input` of VirtualTeacherLoss must have C={self.num_classes} channels; got {input.shape[1]}."
+            )
+        log_probs = torch.log_softmax(input, dim=1)
+        at_label = log_probs.gather(1, target.hard.unsqueeze(1)).squeeze(1)
+        t_y, t_o = self.teacher_label, self.teacher_other
+        kl = (log_probs.sum(1).mul_(-t_o)).sub_(at_label, alpha=t_y - t_o).add_(self.teacher_negentropy)
+        scale = self.alpha * self.multiplier / (self.num_classes if self.kl_reduction == "mean" else 1)
+        return kl.mul_(scale).sub_(at_label, alpha=1.0 - self.alpha)
+
+    def extra_repr(self) -> str:
+        """Show the options in ``repr``."""
+        return (
+            f"num_classes={self.num_classes}, alpha={self.alpha}, temperature={self.temperature}, "
+            f"correct_probability={self.correct_probability}, multiplier={self.multiplier}, "
             f"kl_reduction={self.kl_reduction!r}, {super().extra_repr()}"
         )

@@ -89,22 +89,27 @@ class FocalLoss(VoxelLoss):
         self.gamma = check_positive("gamma", gamma, "FocalLoss")
         self.gamma_bands = _check_bands(gamma_bands, "FocalLoss")
 
-    def _gamma(self, probs: Tensor) -> Tensor | float:
-        if not self.gamma_bands:
-            return self.gamma
-        gamma = torch.full_like(probs, self.gamma)
-        for threshold, value in reversed(self.gamma_bands):
-            gamma = torch.where(probs < threshold, torch.full_like(probs, value), gamma)
-        return gamma
+    def _modulation(self, log_probs: Tensor) -> Tensor | None:
+        """``(1 − p)^γ(p)`` with scalar exponents per band (``None`` for ``γ = 0`` without bands: plain CE)."""
+        if not self.gamma_bands and self.gamma == 0:
+            return None
+        one_minus = -torch.expm1(log_probs)
+        powers = {self.gamma: one_minus.pow(self.gamma)}
+        weight = powers[self.gamma]
+        if self.gamma_bands:
+            probs = log_probs.detach().exp()
+            for threshold, value in reversed(self.gamma_bands):
+                if value not in powers:
+                    powers[value] = one_minus.pow(value)
+                weight = torch.where(probs < threshold, powers[value], weight)
+        return weight
 
     def _per_voxel(self, input: Tensor, target: LossTarget) -> Tensor:
         log_probs = torch.log_softmax(input, dim=1)
         if target.hard is not None:
             log_probs = log_probs.gather(1, target.hard.unsqueeze(1))
-        gamma = self._gamma(log_probs.detach().exp())
-        focal = (
-            log_probs if isinstance(gamma, float) and gamma == 0 else (-torch.expm1(log_probs)).pow(gamma) * log_probs
-        )
+        weight = self._modulation(log_probs)
+        focal = log_probs if weight is None else weight * log_probs
         if target.hard is not None:
             return -focal.squeeze(1)
         return -(target.one_hot(input.shape[1], input.dtype) * focal).sum(1)

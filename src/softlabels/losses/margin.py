@@ -60,9 +60,8 @@ class MarginLoss(VoxelLoss):
 
     def _per_voxel(self, input: Tensor, target: LossTarget) -> Tensor:
         cross = cross_entropy_per_voxel(torch.log_softmax(input, dim=1), target)
-        distance = input.amax(dim=1, keepdim=True) - input
-        hinge = torch.relu(distance - self.margin).mean(dim=1)
-        return cross + self.lambda_margin * hinge
+        excess = (input.amax(dim=1, keepdim=True) - self.margin) - input  # distance to the top logit minus m
+        return cross.add_(excess.relu_().mean(dim=1), alpha=self.lambda_margin)
 
     def extra_repr(self) -> str:
         """Show the options in ``repr``."""

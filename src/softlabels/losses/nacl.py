@@ -2,29 +2,29 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from softlabels._options import look_up_option
 from softlabels.losses._base import VoxelLoss
+from softlabels.losses._functions import mean_abs_difference
 from softlabels.losses._inputs import LossTarget, Reduction, check_positive, cross_entropy_per_voxel
+from softlabels.targets._filters import separable_filter
 
 __all__ = ["NACLLoss", "neighbourhood_proportions"]
 
 Padding = Literal["background", "zeros", "replicate"]
 
 
-def _kernel(dims: int, size: int, kind: str, sigma: float, like: Tensor) -> Tensor:
-    """Normalised ``(size,)*dims`` window: uniform (``"mean"``) or an isotropic Gaussian of std ``sigma``."""
+def _taps(size: int, kind: str, sigma: float) -> list[float]:
+    """The normalised 1-D window, uniform (``"mean"``) or Gaussian; the ``k^d`` window is the product over axes."""
     if kind == "mean":
-        return torch.full((size,) * dims, 1.0 / size**dims, dtype=like.dtype, device=like.device)
-    offsets = torch.arange(size, dtype=like.dtype, device=like.device) - size // 2
-    squared = torch.stack(torch.meshgrid(*([offsets] * dims), indexing="ij")).pow(2).sum(0)
-    gauss = torch.exp(-squared / (2 * sigma**2))
-    return gauss / gauss.sum()
+        return [1.0 / size] * size
+    weights = [math.exp(-((i - size // 2) ** 2) / (2 * sigma**2)) for i in range(size)]
+    return [w / sum(weights) for w in weights]
 
 
 def neighbourhood_proportions(
@@ -72,17 +72,7 @@ def neighbourhood_proportions(
     dims = target.ndim - 2
     if dims not in (2, 3):
         raise ValueError(f"`target` of {where} must be (N, C, H, W) or (N, C, D, H, W); got {tuple(target.shape)}.")
-    pad = (kernel_size // 2,) * (2 * dims)
-    if padding == "replicate":
-        padded = F.pad(target, pad, mode="replicate")
-    elif padding == "zeros":
-        padded = F.pad(target, pad)
-    else:
-        padded = torch.cat([F.pad(target[:, :1], pad, value=1.0), F.pad(target[:, 1:], pad)], dim=1)
-    window = _kernel(dims, kernel_size, kind, sigma, target)
-    weight = window.expand(target.shape[1], 1, *window.shape).contiguous()
-    conv = F.conv2d if dims == 2 else F.conv3d
-    return conv(padded, weight, groups=target.shape[1])
+    return separable_filter(target, [_taps(kernel_size, kind, sigma)] * dims, padding=padding)
 
 
 class NACLLoss(VoxelLoss):
@@ -153,9 +143,11 @@ class NACLLoss(VoxelLoss):
         with torch.no_grad():
             tau = neighbourhood_proportions(target.one_hot(input.shape[1], input.dtype), **self.window)  # type: ignore[arg-type]
         value = input if self.penalty_on == "logits" else log_probs.exp()
-        diff = tau - value
-        penalty = (diff.abs() if self.distance == "l1" else diff * diff).mean(dim=1)
-        return cross + self.lambda_nacl * penalty
+        if self.distance == "l1":
+            penalty = mean_abs_difference(value, tau)
+        else:
+            penalty = (value - tau).square().mean(dim=1)
+        return cross.add_(penalty, alpha=self.lambda_nacl)
 
     def extra_repr(self) -> str:
         """Show the options in ``repr``."""

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from softlabels.losses._base import VoxelLoss
-from softlabels.losses._inputs import LossTarget, Reduction, cross_entropy_per_voxel
+from softlabels.losses._inputs import LossTarget, Reduction
 from softlabels.targets.ols import OnlineLabelSmoother
 from softlabels.targets.smoothing import _check_fraction
 
@@ -83,11 +83,13 @@ class OnlineLabelSmoothingLoss(VoxelLoss):
                 f"`input` of OnlineLabelSmoothingLoss must have C={self.smoother.num_classes} channels; "
                 f"got {input.shape[1]}."
             )
-        log_probs = torch.log_softmax(input, dim=1)
-        hard = cross_entropy_per_voxel(log_probs, target)
-        rows = self.smoother.rows(target.hard, input.dtype)
-        soft = -(rows * log_probs).sum(1)
-        return self.alpha * hard + (1.0 - self.alpha) * soft
+        n, c = input.shape[:2]
+        log_probs = torch.log_softmax(input, dim=1).reshape(n, c, -1)
+        # α·onehot(y) + (1 − α)·S[y] is row y of M = α·I + (1 − α)·S: one (C × C) matmul, then pick row y
+        mix = torch.eye(c, dtype=input.dtype, device=input.device).mul_(self.alpha)
+        mix.add_(self.smoother.soft_labels.to(input.dtype), alpha=1.0 - self.alpha)
+        per_class = torch.matmul(mix, log_probs)  # (N, C, V): Σ_c M[k, c] log p_c for every candidate label k
+        return -per_class.gather(1, target.hard.reshape(n, 1, -1)).reshape(target.hard.shape)
 
     def on_train_batch_end(self, logits: Tensor, target: Tensor) -> None:
         """Accumulate this step's correct predictions (``logits`` of the training forward pass, labels ``target``)."""

@@ -2,10 +2,11 @@
 
 Spec §2.1. The state is the class-wise soft-label matrix ``S (C, C)`` (row ``c`` is the target of class ``c``),
 read at loss time and constant within an epoch, plus this epoch's accumulators: ``A (C, C)``, the sum of the
-predicted distributions of the correctly classified samples of each class (float64), and ``n (C,)``, their count
-(int64). At the end of an epoch ``S[c] = A[c] / n[c]``; only the previous epoch is used (no running average).
-Everything is a buffer, so it is saved in ``state_dict`` (checkpoints) and moved with ``.to(device)``; under DDP
-``A`` and ``n`` are all-reduced (summed) before the update, so every process holds the same ``S``.
+predicted distributions of the correctly classified samples of each class (float32 within a batch, float64 across
+batches), and ``n (C,)``, their count (int64). At the end of an epoch ``S[c] = A[c] / n[c]``; only the previous
+epoch is used (no running average). Everything is a buffer, so it is saved in ``state_dict`` (checkpoints) and
+moved with ``.to(device)``; under DDP ``A`` and ``n`` are all-reduced (summed) before the update, so every process
+holds the same ``S``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from softlabels._ops import is_first_max
 from softlabels._options import look_up_option
 from softlabels.targets.smoothing import _check_ignore_index, _check_labels, _check_num_classes
 
@@ -122,11 +124,17 @@ class OnlineLabelSmoother(nn.Module):
         labels = _check_labels(labels, self.num_classes, where, spatial=False, ignore_index=self.ignore_index)
         if labels.shape != logits.shape[:1] + logits.shape[2:]:
             raise ValueError(f"`labels` of {where} must be {tuple(logits.shape[:1] + logits.shape[2:])}.")
-        probs = torch.softmax(logits.detach().to(torch.float64), dim=1).movedim(1, -1).reshape(-1, self.num_classes)
-        flat = labels.reshape(-1).to(probs.device)
-        correct = probs.argmax(dim=1) == flat
-        self.sums.index_add_(0, flat[correct], probs[correct].to(self.sums.device))
-        self.counts += torch.bincount(flat[correct], minlength=self.num_classes).to(self.counts.device)
+        n, c = logits.shape[:2]
+        z = logits.detach().reshape(n, c, -1)
+        flat = labels.reshape(n, 1, -1).to(z.device).long()
+        probs = torch.softmax(z.float(), dim=1)
+        index = flat.clamp(0, c - 1)  # ignored voxels: any class, dropped by `valid`
+        valid = (flat >= 0) & (flat < c)
+        correct = (is_first_max(z, index) & valid).to(probs.dtype)  # top-1 of softmax = top-1 of the logits
+        by_class = torch.zeros_like(probs).scatter_(1, index, correct)  # (N, C_label, V), 0/1
+        sums = torch.bmm(by_class, probs.transpose(1, 2)).sum(0)  # Σ p over correct voxels, per label class (float32)
+        self.sums += sums.to(self.sums)
+        self.counts += by_class.sum(dim=(0, 2)).round().to(self.counts)
 
     @torch.no_grad()
     def update(self, *, sync: bool = True) -> None:

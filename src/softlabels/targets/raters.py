@@ -12,7 +12,7 @@ from monai.transforms import MapTransform
 from torch import Tensor
 
 from softlabels._options import look_up_option
-from softlabels.targets.smoothing import _check_labels, _check_num_classes, _one_hot
+from softlabels.targets.smoothing import _check_labels, _check_num_classes
 
 __all__ = ["FuseRatersd", "fuse_raters"]
 
@@ -37,27 +37,45 @@ def _stack_raters(raters: object, num_classes: int, where: str) -> Tensor:
             f"`raters` of {where} must have shape (R, N, H, W) or (R, N, D, H, W) (segmentation) or (R, N) "
             f"(classification); got {tuple(stacked.shape)}."
         )
-    flat = stacked.flatten(0, 1)
-    return _check_labels(flat, num_classes, where, spatial=flat.ndim > 1, name="raters").view(stacked.shape)
+    return _check_labels(stacked, num_classes, where, spatial=False, name="raters")  # no flattening copy
 
 
-def _majority(onehots: Tensor) -> Tensor:
-    """Hard one-hot majority ``(N, C, *spatial)`` of ``(R, N, C, *spatial)``; no majority → class 0."""
-    num_raters = onehots.shape[0]
-    winner = onehots.sum(0) >= num_raters // 2 + 1
+def _votes(stacked: Tensor, num_classes: int, weights: Tensor | None = None) -> Tensor:
+    """Per-class (weighted) vote counts ``(N, C, *spatial)`` of rater maps ``(R, N, *spatial)``, by ``scatter_add_``.
+
+    ``weights`` is ``(R, N)`` or ``None`` (every vote counts 1). No per-rater one-hot map is built.
+    """
+    num_raters, n = stacked.shape[:2]
+    spatial = stacked.shape[2:]
+    dtype = torch.get_default_dtype()
+    counts = torch.zeros((n, num_classes, *spatial), dtype=dtype, device=stacked.device)
+    ones = torch.ones((n, 1, *spatial), dtype=dtype, device=stacked.device)
+    for r in range(num_raters):
+        vote = ones if weights is None else weights[r].to(dtype).view(n, 1, *([1] * len(spatial))).expand_as(ones)
+        counts.scatter_add_(1, stacked[r].unsqueeze(1).long(), vote)
+    return counts
+
+
+def _majority(counts: Tensor, num_raters: int) -> Tensor:
+    """Hard one-hot majority ``(N, C, *spatial)`` from vote counts: ``≥ ⌊R/2⌋ + 1`` votes; no majority → class 0."""
+    winner = counts >= num_raters // 2 + 1
     none = ~winner.any(dim=1)
     winner[:, 0] |= none
-    return winner.to(onehots.dtype)
+    return winner.to(counts.dtype)
 
 
-def _dice_weights(onehots: Tensor, reference_quirk: bool) -> Tensor:
+def _dice_weights(stacked: Tensor, majority: Tensor, reference_quirk: bool) -> Tensor:
     """Per-rater, per-sample weights ``(R, N)``: foreground Dice of each rater against the majority vote."""
-    majority = _majority(onehots)
-    rater_fg = onehots[:, :, 1:].flatten(2)
-    major_fg = majority[:, 1:].flatten(1).unsqueeze(0)
-    inter = (rater_fg * major_fg).sum(-1)
-    total = rater_fg.sum(-1) + major_fg.sum(-1)
-    dice = torch.where(total > 0, 2 * inter / total.clamp_min(1), torch.ones_like(total))
+    n = stacked.shape[1]
+    major_fg = majority[:, 1:].reshape(n, -1).sum(-1)
+    inter, size = [], []
+    for rater in stacked:
+        fg = (rater >= 1).to(majority.dtype)
+        agrees = majority.gather(1, rater.unsqueeze(1).long())[:, 0]  # 1 where the majority chose this rater's class
+        inter.append((fg * agrees).reshape(n, -1).sum(-1))
+        size.append(fg.reshape(n, -1).sum(-1))
+    intersection, total = torch.stack(inter), torch.stack(size) + major_fg
+    dice = torch.where(total > 0, 2 * intersection / total.clamp_min(1), torch.ones_like(total))
     if reference_quirk:
         dice = torch.where(dice <= 0, torch.ones_like(dice), dice)
     all_zero = dice.sum(0, keepdim=True) <= 0
@@ -76,7 +94,7 @@ def _explicit_weights(weights: object, num_raters: int, like: Tensor, where: str
     finite = all(math.isfinite(v) for v in values.tolist())
     if not finite or bool((values < 0).any()) or float(values.sum()) <= 0:
         raise ValueError(f"`weights` of {where} must be finite, >= 0 and not all 0; got {weights!r}.")
-    return values.view(num_raters, 1).expand(num_raters, like.shape[1])
+    return values.view(num_raters, 1).expand(num_raters, like.shape[0])  # like: the (N, C, *spatial) counts
 
 
 def fuse_raters(
@@ -134,18 +152,18 @@ def fuse_raters(
     if weights is not None and method != "weighted":
         raise ValueError(f"`weights` of {where} is only used with method='weighted'; got method={method!r}.")
     stacked = _stack_raters(raters, num_classes, where)
-    onehots = _one_hot(stacked.flatten(0, 1), num_classes).unflatten(0, stacked.shape[:2])
+    num_raters = stacked.shape[0]
+    counts = _votes(stacked, num_classes)
     if method == "mean":
-        return onehots.mean(0)
+        return counts / num_raters
     if method == "majority":
-        return _majority(onehots)
+        return _majority(counts, num_raters)
     if weights is None:
-        w = _dice_weights(onehots, reference_quirk)
+        w = _dice_weights(stacked, _majority(counts, num_raters), reference_quirk)
     else:
-        w = _explicit_weights(weights, stacked.shape[0], onehots, where)
-    w = w / w.sum(0, keepdim=True)
-    w = w.view(*w.shape, *([1] * (onehots.ndim - 2)))
-    return (w * onehots).sum(0)
+        w = _explicit_weights(weights, num_raters, counts, where)
+    votes = _votes(stacked, num_classes, w)
+    return votes.div_(votes.sum(1, keepdim=True))  # Σ_r w_r onehot_r / Σ_r w_r, each value <= 1 exactly
 
 
 class FuseRatersd(MapTransform):

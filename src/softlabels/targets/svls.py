@@ -6,11 +6,11 @@ import math
 from collections.abc import Hashable, Mapping, Sequence
 
 import torch
-import torch.nn.functional as F
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
 from torch import Tensor
 
+from softlabels.targets._filters import separable_filter
 from softlabels.targets.smoothing import _as_batch, _check_labels, _check_num_classes, _one_hot
 
 __all__ = ["SVLSd", "svls", "svls_kernel"]
@@ -155,13 +155,26 @@ def svls(
         target = _check_soft(labels, num_classes, where)
     else:
         target = _one_hot(_check_labels(labels, num_classes, where), num_classes)
-    dims = target.ndim - 2
-    kernel = svls_kernel(dims, sigma, kernel_size, spacing).to(device=target.device, dtype=target.dtype)
-    weight = kernel.expand(num_classes, 1, *kernel.shape).contiguous()
-    pad = (kernel_size // 2,) * (2 * dims)
-    padded = F.pad(target, pad, mode="replicate")
-    conv = F.conv2d if dims == 2 else F.conv3d
-    return conv(padded, weight, groups=num_classes)
+    return _svls_filter(target, sigma, kernel_size, spacing)
+
+
+def _svls_filter(target: Tensor, sigma: float, kernel_size: int, spacing: Sequence[float] | None) -> Tensor:
+    """``K ∗ target`` for the SVLS kernel ``K``, by separable 1-D passes (replicate padding).
+
+    With the unnormalised 1-D Gaussian factors ``u_i`` (centre weight 1), ``U = Π_i u_i`` is separable, its
+    neighbours weigh ``s = Π_i Σ u_i − 1`` in all, and ``K ∗ y = y/2 + (U ∗ y − y) / (2 s)``: the centre weighs 0.5
+    and the neighbours share 0.5 in proportion to their Gaussian weights, as :func:`svls_kernel`. For a small
+    ``s`` (small ``σ``) the subtraction loses float32 digits, so that case is computed in float64.
+    """
+    sigma, k, _, steps = _check_kernel_args(sigma, kernel_size, target.ndim - 2, spacing, "svls")
+    radius = k // 2
+    taps = [[math.exp(-(((i - radius) * step) ** 2) / (2.0 * sigma**2)) for i in range(k)] for step in steps]
+    weight = math.prod(sum(t) for t in taps) - 1.0
+    if weight < 1e-12:
+        raise ValueError(f"`sigma` of svls is too small for the spacing: neighbours get no weight; got {sigma!r}.")
+    y = target if weight >= 0.1 else target.to(torch.float64)
+    out = separable_filter(y, taps, padding="replicate").sub_(y).div_(2.0 * weight).add_(y, alpha=0.5)
+    return out.to(target.dtype).clamp_(0.0, 1.0)  # rounding only: every value is a convex combination
 
 
 class SVLSd(MapTransform):

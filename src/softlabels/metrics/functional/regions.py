@@ -12,6 +12,8 @@ import torch
 from monai.transforms.utils import distance_transform_edt
 from torch import Tensor
 
+from softlabels._ops import argmax
+
 
 def _as_label_map(target: Tensor, where: str) -> Tensor:
     """Hard labels ``(N, *spatial)`` from integer labels, or the argmax of a soft target ``(N, C, *spatial)``."""
@@ -23,7 +25,7 @@ def _as_label_map(target: Tensor, where: str) -> Tensor:
             raise ValueError(
                 f"a floating `target` of {where} must be a soft target (N, C, *spatial); got shape {shape}."
             )
-        return target.argmax(1) if target.shape[1] > 1 else (target[:, 0] > 0.5).long()
+        return argmax(target, 1) if target.shape[1] > 1 else (target[:, 0] > 0.5).long()
     if target.ndim < 2:
         raise ValueError(f"`target` of {where} must be a label map (N, *spatial); got shape {tuple(target.shape)}.")
     return target

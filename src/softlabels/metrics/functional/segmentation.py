@@ -26,6 +26,7 @@ import torch
 from monai.metrics import compute_average_surface_distance, compute_hausdorff_distance
 from torch import Tensor
 
+from softlabels._ops import argmax
 from softlabels._options import look_up_option
 from softlabels.metrics.functional._inputs import check_inputs, format_inputs
 
@@ -105,7 +106,7 @@ def _hard_labels(
 ) -> tuple[Tensor, Tensor, int]:
     """Argmax prediction and labels ``(N, V)``, dropped voxels labelled ``C`` (no class), and ``C`` (``C == 1`` → 2)."""
     f = format_inputs(probs, target, mask=mask, ignore_index=ignore_index)
-    c, pred, gt = f.probs.shape[1], f.probs.argmax(1), f.target
+    c, pred, gt = f.probs.shape[1], argmax(f.probs, 1), f.target
     if f.keep is not None:
         pred, gt = torch.where(f.keep, pred, c), torch.where(f.keep, gt, c)
     return pred, gt, c
