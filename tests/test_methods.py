@@ -224,10 +224,12 @@ def test_ols_state_lives_in_the_state_dict_of_a_holder_and_is_updated_by_the_hoo
 def test_tfkd_self_needs_a_teacher_that_is_not_trained_with_the_student():
     method = create_method("tfkd_self", 3)
     batch = {"label": torch.tensor([0, 2]), "image": torch.randn(2, 1)}
+    assert not method.is_ready and create_method("ls", 3).is_ready
     with pytest.raises(ValueError, match=r"needs a trained teacher network"):
         method.make_target(batch)
     teacher = torch.nn.Linear(1, 3)
     method.prepare(teacher=teacher)
+    assert method.is_ready and method.description.startswith("Teacher-free KD, self-training variant")
     target = method.make_target(batch)
     torch.testing.assert_close(target.teacher, torch.softmax(teacher(batch["image"]).detach() / 6.0, 1))
     assert list(method.parameters()) == [] and not any(p.requires_grad for p in teacher.parameters())

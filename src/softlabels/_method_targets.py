@@ -26,6 +26,7 @@ from softlabels.targets import (
     svls,
 )
 from softlabels.targets.smoothing import _check_labels
+from softlabels.targets.svls import _svls_filter
 from softlabels.targets.tfkd import self_teacher
 
 
@@ -157,11 +158,10 @@ class SVLSTarget:
     source: str = "label"
 
     def __call__(self, batch: Mapping[str, Any]) -> TrainingTarget:
-        if self.source == "raters":
-            base: Tensor = fuse_raters(rater_stack(batch), self.num_classes)
-        else:
-            base = hard_labels(batch)
-        return TrainingTarget(svls(base, self.num_classes, self.sigma, self.kernel_size, self.spacing))
+        if self.source == "raters":  # the rater mean is a distribution by construction: no re-check
+            mean = fuse_raters(rater_stack(batch), self.num_classes)
+            return TrainingTarget(_svls_filter(mean, self.sigma, self.kernel_size, self.spacing))
+        return TrainingTarget(svls(hard_labels(batch), self.num_classes, self.sigma, self.kernel_size, self.spacing))
 
 
 @dataclass(frozen=True)

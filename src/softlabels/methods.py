@@ -67,7 +67,7 @@ class Method(nn.Module):
         requires: the batch keys the target construction reads.
         tasks: the tasks the method is defined for.
         preparation: ``(method, **resources) → None`` for methods that need something trained first (a teacher, a
-            generator), or ``None``.
+            generator), or ``None``; the training loop calls :meth:`prepare` when :attr:`is_ready` is false.
 
     Example:
         >>> method = create_method("svls", num_classes=2)
@@ -98,6 +98,8 @@ class Method(nn.Module):
         self.tasks = tasks
         self.preparation = preparation
         self.num_classes: int | None = None  # set by create_method
+        self.description = ""  # the registry entry's one-line summary, set by create_method
+        self._prepared = preparation is None
 
     def make_target(self, batch: Mapping[str, Any]) -> TrainingTarget:
         """Build the training target of ``batch`` (a dict holding at least the keys in ``requires``)."""
@@ -148,6 +150,12 @@ class Method(nn.Module):
         if self.preparation is None:
             raise ValueError(f"method {self.name!r} needs no preparation; got resources {sorted(resources)}.")
         self.preparation(self, **resources)
+        self._prepared = True
+
+    @property
+    def is_ready(self) -> bool:
+        """Whether the method can train: it needs no preparation, or :meth:`prepare` has run."""
+        return self._prepared
 
     def extra_repr(self) -> str:
         """Show the name and parameters in ``repr``."""
@@ -223,7 +231,7 @@ def create_method(name: str, num_classes: int, *, task: Task | None = None, **ov
         FocalLoss(gamma=3.0, gamma_bands=((0.2, 5.0), (0.5, 3.0)), reduction='mean', ignore_index=None)
     """
     name = look_up_option("name", name, _REGISTRY, where="create_method")
-    factory, tasks, _ = _REGISTRY[name]
+    factory, tasks, summary = _REGISTRY[name]
     if task is not None:
         look_up_option("task", task, BOTH, where="create_method")
         if task not in tasks:
@@ -235,7 +243,7 @@ def create_method(name: str, num_classes: int, *, task: Task | None = None, **ov
             f"unknown parameter(s) {unknown} of method {name!r} in create_method; valid: {sorted(valid) or 'none'}."
         )
     method = factory(num_classes, task=task, **overrides)
-    method.name, method.tasks, method.num_classes = name, tasks, num_classes
+    method.name, method.tasks, method.num_classes, method.description = name, tasks, num_classes, summary
     resolved = {**valid, **overrides, **method.params}  # a factory may record values it resolved itself
     method.params = {key: _describe(value) for key, value in resolved.items()}
     return method

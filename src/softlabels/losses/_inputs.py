@@ -38,8 +38,11 @@ class LossTarget(NamedTuple):
         """The target as a distribution ``(N, C, *spatial)`` (one-hot for hard labels; ignored voxels all 0)."""
         if self.hard is None:
             return cast(Tensor, self.soft).to(dtype)
-        onehot = F.one_hot(self.hard, num_classes).movedim(-1, 1).to(dtype)
-        return onehot if self.ignored is None else onehot.masked_fill(self.ignored.unsqueeze(1), 0.0)
+        onehot = torch.zeros(
+            (self.hard.shape[0], num_classes, *self.hard.shape[1:]), dtype=dtype, device=self.hard.device
+        )
+        onehot.scatter_(1, self.hard.unsqueeze(1), 1.0)  # contiguous, unlike F.one_hot + movedim
+        return onehot if self.ignored is None else onehot.masked_fill_(self.ignored.unsqueeze(1), 0.0)
 
 
 def check_reduction(reduction: object, where: str) -> Reduction:
@@ -194,3 +197,13 @@ def cross_entropy_per_voxel(log_probs: Tensor, target: LossTarget) -> Tensor:
     if target.hard is not None:
         return -log_probs.gather(1, target.hard.unsqueeze(1)).squeeze(1)
     return -(cast(Tensor, target.soft).to(log_probs.dtype) * log_probs).sum(1)
+
+
+def cross_entropy_of_logits(logits: Tensor, target: LossTarget) -> Tensor:
+    """``−Σ_c q_c log softmax(z)_c`` per voxel ``(N, *spatial)``; hard labels take PyTorch's fused kernel.
+
+    The fused ``F.cross_entropy`` keeps no ``(N, C, *spatial)`` log-probability tensor for the backward pass.
+    """
+    if target.hard is not None:
+        return F.cross_entropy(logits, target.hard, reduction="none")
+    return cross_entropy_per_voxel(torch.log_softmax(logits, dim=1), target)

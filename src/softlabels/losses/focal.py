@@ -6,6 +6,7 @@ import math
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from softlabels.losses._base import VoxelLoss
@@ -20,6 +21,20 @@ Example:
     >>> FocalLoss(gamma=3.0, gamma_bands=FLSD53_BANDS).gamma_bands
     ((0.2, 5.0), (0.5, 3.0))
 """
+
+
+def _power(x: Tensor, exponent: float) -> Tensor:
+    """``x ** exponent``; small integer exponents by multiplications (``torch.pow`` is several times slower at 5)."""
+    if exponent.is_integer() and 0 < exponent <= 8:
+        result, base, k = None, x, int(exponent)
+        while k:
+            if k & 1:
+                result = base if result is None else result * base
+            k >>= 1
+            if k:
+                base = base * base
+        return result  # type: ignore[return-value]
+    return x.pow(exponent)
 
 
 def _check_bands(bands: object, where: str) -> tuple[tuple[float, float], ...]:
@@ -88,26 +103,32 @@ class FocalLoss(VoxelLoss):
         super().__init__(reduction=reduction, ignore_index=ignore_index, validate_args=validate_args)
         self.gamma = check_positive("gamma", gamma, "FocalLoss")
         self.gamma_bands = _check_bands(gamma_bands, "FocalLoss")
+        # a last band whose γ equals the base γ changes nothing (FLSD-53's (0.5, 3) with γ = 3): skip it when computing
+        bands = list(self.gamma_bands)
+        while bands and bands[-1][1] == self.gamma:
+            bands.pop()
+        self._effective_bands = tuple(bands)
 
     def _modulation(self, log_probs: Tensor) -> Tensor | None:
         """``(1 − p)^γ(p)`` with scalar exponents per band (``None`` for ``γ = 0`` without bands: plain CE)."""
-        if not self.gamma_bands and self.gamma == 0:
+        if not self._effective_bands and self.gamma == 0:
             return None
         one_minus = -torch.expm1(log_probs)
-        powers = {self.gamma: one_minus.pow(self.gamma)}
+        powers = {self.gamma: _power(one_minus, self.gamma)}
         weight = powers[self.gamma]
-        if self.gamma_bands:
+        if self._effective_bands:
             probs = log_probs.detach().exp()
-            for threshold, value in reversed(self.gamma_bands):
+            for threshold, value in reversed(self._effective_bands):
                 if value not in powers:
-                    powers[value] = one_minus.pow(value)
+                    powers[value] = _power(one_minus, value)
                 weight = torch.where(probs < threshold, powers[value], weight)
         return weight
 
     def _per_voxel(self, input: Tensor, target: LossTarget) -> Tensor:
-        log_probs = torch.log_softmax(input, dim=1)
-        if target.hard is not None:
-            log_probs = log_probs.gather(1, target.hard.unsqueeze(1))
+        if target.hard is not None:  # log p of the label through the fused cross-entropy kernel
+            log_probs = -F.cross_entropy(input, target.hard, reduction="none").unsqueeze(1)
+        else:
+            log_probs = torch.log_softmax(input, dim=1)
         weight = self._modulation(log_probs)
         focal = log_probs if weight is None else weight * log_probs
         if target.hard is not None:

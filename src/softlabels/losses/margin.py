@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 from softlabels.losses._base import VoxelLoss
-from softlabels.losses._inputs import LossTarget, Reduction, check_positive, cross_entropy_per_voxel
+from softlabels.losses._inputs import LossTarget, Reduction, check_positive, cross_entropy_of_logits
 
 __all__ = ["MarginLoss"]
 
@@ -38,6 +37,7 @@ class MarginLoss(VoxelLoss):
         Smoothing", MedIA 2023.
 
     Example:
+        >>> import torch
         >>> logits = torch.tensor([[12.0, 0.0, 1.0]])  # distances 0, 12, 11; above m = 10: 0, 2, 1
         >>> ce = torch.nn.functional.cross_entropy(logits, torch.tensor([0]))
         >>> loss = MarginLoss(margin=10.0, lambda_margin=0.1)(logits, torch.tensor([0]))
@@ -59,7 +59,7 @@ class MarginLoss(VoxelLoss):
         self.lambda_margin = check_positive("lambda_margin", lambda_margin, "MarginLoss")
 
     def _per_voxel(self, input: Tensor, target: LossTarget) -> Tensor:
-        cross = cross_entropy_per_voxel(torch.log_softmax(input, dim=1), target)
+        cross = cross_entropy_of_logits(input, target)
         excess = (input.amax(dim=1, keepdim=True) - self.margin) - input  # distance to the top logit minus m
         return cross.add_(excess.relu_().mean(dim=1), alpha=self.lambda_margin)
 

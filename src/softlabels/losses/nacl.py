@@ -11,7 +11,7 @@ from torch import Tensor
 from softlabels._options import look_up_option
 from softlabels.losses._base import VoxelLoss
 from softlabels.losses._functions import mean_abs_difference
-from softlabels.losses._inputs import LossTarget, Reduction, check_positive, cross_entropy_per_voxel
+from softlabels.losses._inputs import LossTarget, Reduction, check_positive, cross_entropy_of_logits
 from softlabels.targets._filters import separable_filter
 
 __all__ = ["NACLLoss", "neighbourhood_proportions"]
@@ -138,11 +138,10 @@ class NACLLoss(VoxelLoss):
     def _per_voxel(self, input: Tensor, target: LossTarget) -> Tensor:
         if input.ndim not in (4, 5):
             raise ValueError(f"`input` of NACLLoss must be (N, C, H, W) or (N, C, D, H, W); got {tuple(input.shape)}.")
-        log_probs = torch.log_softmax(input, dim=1)
-        cross = cross_entropy_per_voxel(log_probs, target)
+        cross = cross_entropy_of_logits(input, target)
         with torch.no_grad():
             tau = neighbourhood_proportions(target.one_hot(input.shape[1], input.dtype), **self.window)  # type: ignore[arg-type]
-        value = input if self.penalty_on == "logits" else log_probs.exp()
+        value = input if self.penalty_on == "logits" else torch.softmax(input, dim=1)
         if self.distance == "l1":
             penalty = mean_abs_difference(value, tau)
         else:

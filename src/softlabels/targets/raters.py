@@ -12,7 +12,7 @@ from monai.transforms import MapTransform
 from torch import Tensor
 
 from softlabels._options import look_up_option
-from softlabels.targets.smoothing import _check_labels, _check_num_classes
+from softlabels.targets.smoothing import _check_labels, _check_num_classes, _one_hot
 
 __all__ = ["FuseRatersd", "fuse_raters"]
 
@@ -56,26 +56,24 @@ def _votes(stacked: Tensor, num_classes: int, weights: Tensor | None = None) -> 
     return counts
 
 
-def _majority(counts: Tensor, num_raters: int) -> Tensor:
-    """Hard one-hot majority ``(N, C, *spatial)`` from vote counts: ``≥ ⌊R/2⌋ + 1`` votes; no majority → class 0."""
-    winner = counts >= num_raters // 2 + 1
-    none = ~winner.any(dim=1)
-    winner[:, 0] |= none
-    return winner.to(counts.dtype)
+def _majority_labels(counts: Tensor, num_raters: int) -> Tensor:
+    """Majority label map ``(N, *spatial)`` from vote counts: ``≥ ⌊R/2⌋ + 1`` votes; no majority → class 0.
+
+    At most one class can reach a strict majority, so the label is the sum of ``c · [class c wins]``.
+    """
+    winner = (counts >= num_raters // 2 + 1).to(counts.dtype)
+    classes = torch.arange(counts.shape[1], dtype=counts.dtype, device=counts.device)
+    return torch.einsum("nc...,c->n...", winner, classes).round_().long()
 
 
 def _dice_weights(stacked: Tensor, majority: Tensor, reference_quirk: bool) -> Tensor:
-    """Per-rater, per-sample weights ``(R, N)``: foreground Dice of each rater against the majority vote."""
+    """Per-rater, per-sample weights ``(R, N)``: foreground Dice of each rater against the majority label map."""
     n = stacked.shape[1]
-    major_fg = majority[:, 1:].reshape(n, -1).sum(-1)
-    inter, size = [], []
-    for rater in stacked:
-        fg = (rater >= 1).to(majority.dtype)
-        agrees = majority.gather(1, rater.unsqueeze(1).long())[:, 0]  # 1 where the majority chose this rater's class
-        inter.append((fg * agrees).reshape(n, -1).sum(-1))
-        size.append(fg.reshape(n, -1).sum(-1))
-    intersection, total = torch.stack(inter), torch.stack(size) + major_fg
-    dice = torch.where(total > 0, 2 * intersection / total.clamp_min(1), torch.ones_like(total))
+    major_fg = (majority >= 1).reshape(n, -1).sum(-1)
+    fg = stacked >= 1
+    inter = (fg & (stacked == majority)).reshape(*stacked.shape[:2], -1).sum(-1)
+    total = (fg.reshape(*stacked.shape[:2], -1).sum(-1) + major_fg).to(torch.get_default_dtype())
+    dice = torch.where(total > 0, 2 * inter / total.clamp_min(1), torch.ones_like(total))
     if reference_quirk:
         dice = torch.where(dice <= 0, torch.ones_like(dice), dice)
     all_zero = dice.sum(0, keepdim=True) <= 0
@@ -157,9 +155,9 @@ def fuse_raters(
     if method == "mean":
         return counts / num_raters
     if method == "majority":
-        return _majority(counts, num_raters)
+        return _one_hot(_majority_labels(counts, num_raters), num_classes)
     if weights is None:
-        w = _dice_weights(stacked, _majority(counts, num_raters), reference_quirk)
+        w = _dice_weights(stacked, _majority_labels(counts, num_raters), reference_quirk)
     else:
         w = _explicit_weights(weights, num_raters, counts, where)
     votes = _votes(stacked, num_classes, w)
