@@ -59,11 +59,13 @@ def _votes(stacked: Tensor, num_classes: int, weights: Tensor | None = None) -> 
 def _majority_labels(counts: Tensor, num_raters: int) -> Tensor:
     """Majority label map ``(N, *spatial)`` from vote counts: ``≥ ⌊R/2⌋ + 1`` votes; no majority → class 0.
 
-    At most one class can reach a strict majority, so the label is the sum of ``c · [class c wins]``.
+    At most one class can reach a strict majority, so one pass per class over ``(N, *spatial)`` finds it.
     """
-    winner = (counts >= num_raters // 2 + 1).to(counts.dtype)
-    classes = torch.arange(counts.shape[1], dtype=counts.dtype, device=counts.device)
-    return torch.einsum("nc...,c->n...", winner, classes).round_().long()
+    needed = num_raters // 2 + 1
+    labels = torch.zeros_like(counts[:, 0])  # float adds: faster than int64 masked fills on the CPU
+    for c in range(1, counts.shape[1]):
+        labels.add_((counts[:, c] >= needed).to(labels.dtype), alpha=c)
+    return labels.long()
 
 
 def _dice_weights(stacked: Tensor, majority: Tensor, reference_quirk: bool) -> Tensor:

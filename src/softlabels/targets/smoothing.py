@@ -96,9 +96,12 @@ def _one_hot(labels: Tensor, num_classes: int, dtype: torch.dtype | None = None)
     dtype = dtype or torch.get_default_dtype()
     out = torch.zeros((labels.shape[0], num_classes, *labels.shape[1:]), dtype=dtype, device=labels.device)
     index = labels.unsqueeze(1).long()
-    valid = (index >= 0) & (index < num_classes)
-    if bool(valid.all()):
+    if not index.numel():
+        return out
+    lo, hi = torch.aminmax(index)
+    if int(lo) >= 0 and int(hi) < num_classes:
         return out.scatter_(1, index, 1.0)
+    valid = (index >= 0) & (index < num_classes)
     return out.scatter_(1, index.clamp(0, num_classes - 1), valid.to(dtype))
 
 
