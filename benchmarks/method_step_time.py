@@ -531,7 +531,7 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="2 rounds × 2 steps, 1 warm-up (smoke run, not judged)")
     ap.add_argument("--setups", default="2d,3d", help="comma-separated subset of " + ", ".join(SETUPS))
     ap.add_argument("--rounds", type=int, default=None, help="timed rounds (default 15, quick 2)")
-    ap.add_argument("--steps", type=int, default=None, help="timed (method, hard_ce) pairs per method per round (default 2)")
+    ap.add_argument("--steps", type=int, default=None, help="(method, hard_ce) pairs per method per round (default 2)")
     ap.add_argument("--warmup", type=int, default=None, help="untimed steps per method (default 3, quick 1)")
     ap.add_argument("--alone-reps", type=int, default=None, help="no-network repetitions (default 25, quick 3)")
     ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")

@@ -25,6 +25,7 @@ from softlabels.targets import (
     label_smoothing,
     svls,
 )
+from softlabels.targets.raters import _stack_raters, _votes
 from softlabels.targets.smoothing import _check_labels
 from softlabels.targets.svls import _svls_filter
 from softlabels.targets.tfkd import self_teacher
@@ -158,9 +159,11 @@ class SVLSTarget:
     source: str = "label"
 
     def __call__(self, batch: Mapping[str, Any]) -> TrainingTarget:
-        if self.source == "raters":  # the rater mean is a distribution by construction: no re-check
-            mean = fuse_raters(rater_stack(batch), self.num_classes)
-            return TrainingTarget(_svls_filter(mean, self.sigma, self.kernel_size, self.spacing))
+        if self.source == "raters":  # SVLS of the rater mean = SVLS of the vote counts / R (linear; no re-check)
+            raters = rater_stack(batch)
+            counts = _votes(_stack_raters(raters, self.num_classes, "fuse_raters"), self.num_classes)
+            scale = 1.0 / raters.shape[0]
+            return TrainingTarget(_svls_filter(counts, self.sigma, self.kernel_size, self.spacing, scale=scale))
         return TrainingTarget(svls(hard_labels(batch), self.num_classes, self.sigma, self.kernel_size, self.spacing))
 
 

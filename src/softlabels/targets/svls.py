@@ -158,13 +158,16 @@ def svls(
     return _svls_filter(target, sigma, kernel_size, spacing)
 
 
-def _svls_filter(target: Tensor, sigma: float, kernel_size: int, spacing: Sequence[float] | None) -> Tensor:
-    """``K ∗ target`` for the SVLS kernel ``K``, by separable 1-D passes (replicate padding).
+def _svls_filter(
+    target: Tensor, sigma: float, kernel_size: int, spacing: Sequence[float] | None, *, scale: float = 1.0
+) -> Tensor:
+    """``scale · (K ∗ target)`` for the SVLS kernel ``K``, by separable 1-D passes (replicate padding).
 
     With the unnormalised 1-D Gaussian factors ``u_i`` (centre weight 1), ``U = Π_i u_i`` is separable, its
     neighbours weigh ``s = Π_i Σ u_i − 1`` in all, and ``K ∗ y = y/2 + (U ∗ y − y) / (2 s)``: the centre weighs 0.5
     and the neighbours share 0.5 in proportion to their Gaussian weights, as :func:`svls_kernel`. For a small
-    ``s`` (small ``σ``) the subtraction loses float32 digits, so that case is computed in float64.
+    ``s`` (small ``σ``) the subtraction loses float32 digits, so that case is computed in float64. ``scale`` folds a
+    constant factor in (the ``1/R`` of a rater mean given as vote counts).
     """
     sigma, k, _, steps = _check_kernel_args(sigma, kernel_size, target.ndim - 2, spacing, "svls")
     radius = k // 2
@@ -173,7 +176,8 @@ def _svls_filter(target: Tensor, sigma: float, kernel_size: int, spacing: Sequen
     if weight < 1e-12:
         raise ValueError(f"`sigma` of svls is too small for the spacing: neighbours get no weight; got {sigma!r}.")
     y = target if weight >= 0.1 else target.to(torch.float64)
-    out = separable_filter(y, taps, padding="replicate").sub_(y).div_(2.0 * weight).add_(y, alpha=0.5)
+    out = separable_filter(y, taps, padding="replicate").mul_(scale / (2.0 * weight))
+    out.add_(y, alpha=scale * (0.5 - 1.0 / (2.0 * weight)))
     return out.to(target.dtype).clamp_(0.0, 1.0)  # rounding only: every value is a convex combination
 
 
