@@ -17,11 +17,16 @@ from torch import Tensor
 Padding = Literal["replicate", "zeros", "background"]
 
 
-def _filter_axis(x: Tensor, dim: int, weights: Sequence[float], padding: Padding) -> Tensor:
-    """``out[i] = Σ_j w_j · x[i + j − k//2]`` along ``dim``, out-of-range positions read as ``padding`` says."""
+def _filter_axis(
+    x: Tensor, dim: int, weights: Sequence[float], padding: Padding, out: Tensor | None = None
+) -> Tensor:
+    """``out[i] = Σ_j w_j · x[i + j − k//2]`` along ``dim``, out-of-range positions read as ``padding`` says.
+
+    ``out``, if given, is a buffer of ``x``'s shape (not ``x`` itself) that receives the result.
+    """
     n = x.shape[dim]
     radius = len(weights) // 2
-    out = x * float(weights[radius])
+    out = torch.mul(x, float(weights[radius]), out=out) if out is not None else x * float(weights[radius])
     for j, weight in enumerate(weights):
         offset, w = j - radius, float(weight)
         if offset == 0 or w == 0.0:
@@ -51,11 +56,13 @@ def separable_filter(x: Tensor, taps: Sequence[Sequence[float]], *, padding: Pad
         >>> separable_filter(x, [[1.0], [1 / 3, 1 / 3, 1 / 3]], padding="replicate")
         tensor([[[[0., 1., 2.]]]])
     """
-    out = x
+    out, spare = x, None
     for axis, weights in enumerate(taps):
         if len(weights) == 1 and float(weights[0]) == 1.0:
             continue
-        out = _filter_axis(out, 2 + axis, weights, padding)
+        result = _filter_axis(out, 2 + axis, weights, padding, out=spare)
+        spare = out if out is not x else None  # the previous pass's buffer is free again: reuse it (fewer allocations)
+        out = result
     return out if out is not x else x.clone()
 
 

@@ -71,11 +71,15 @@ def _majority_labels(counts: Tensor, num_raters: int) -> Tensor:
 def _dice_weights(stacked: Tensor, majority: Tensor, reference_quirk: bool) -> Tensor:
     """Per-rater, per-sample weights ``(R, N)``: foreground Dice of each rater against the majority label map."""
     n = stacked.shape[1]
-    major_fg = (majority >= 1).reshape(n, -1).sum(-1)
-    fg = stacked >= 1
-    inter = (fg & (stacked == majority)).reshape(*stacked.shape[:2], -1).sum(-1)
-    total = (fg.reshape(*stacked.shape[:2], -1).sum(-1) + major_fg).to(torch.get_default_dtype())
-    dice = torch.where(total > 0, 2 * inter / total.clamp_min(1), torch.ones_like(total))
+    major_fg = torch.count_nonzero((majority >= 1).reshape(n, -1), dim=1)
+    inter, size = [], []
+    for rater in stacked:  # per rater on (N, *spatial) views: no (R, N, *spatial) temporaries
+        fg = rater >= 1
+        inter.append(torch.count_nonzero((fg & (rater == majority)).reshape(n, -1), dim=1))
+        size.append(torch.count_nonzero(fg.reshape(n, -1), dim=1))
+    inter_t = torch.stack(inter).to(torch.get_default_dtype())
+    total = (torch.stack(size) + major_fg).to(torch.get_default_dtype())
+    dice = torch.where(total > 0, 2 * inter_t / total.clamp_min(1), torch.ones_like(total))
     if reference_quirk:
         dice = torch.where(dice <= 0, torch.ones_like(dice), dice)
     all_zero = dice.sum(0, keepdim=True) <= 0
