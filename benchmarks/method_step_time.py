@@ -62,26 +62,27 @@ BASELINE = "hard_ce"
 CONTROL = "hard_ce_repeat"
 NOT_JUDGED = (BASELINE, CONTROL)
 WORK = {  # what each method adds to a plain CE step (from the code of softlabels.methods and its targets/losses)
-    "boundary_ls": "one-hot of the label map, a 3×3(×3) max-pool of it to find class boundaries, soft CE",
+    "boundary_ls": "one-hot of the label map, a separable 3×3(×3) min/max of the label map to find class "
+    "boundaries, soft CE",
     "confidence_soft": "a soft target from the confidence map, soft CE",
     "confidence_threshold": "the label map thresholded on the confidence, CE",
     "confidence_weighted": "CE weighted by the confidence map",
-    "dml": "soft Dice (DML) + KL on the hard label",
+    "dml": "soft Dice (DML) counts by class + KL on the hard label",
     "flsd": "focal loss with the sample-dependent γ of FLSD-53",
     "focal": "focal loss, γ = 3",
-    "hard": "softlabels' soft-CE code (with its argument validation) on the hard label",
-    "ls": "one-hot of the label map smoothed to a soft target, soft CE",
-    "mbls": "CE + a hinge on logit distances (max over classes per voxel)",
-    "nacl": "CE + L1 to local class proportions (a 3×3(×3) convolution of the one-hot label map)",
-    "ols": "CE mixed with soft CE to rows of the class matrix S, and a batch-end hook (float64 softmax of all "
-    "logits, argmax, masked index_add)",
-    "raters_majority": "one-hot of the 3 rater maps and their majority vote, CE",
-    "raters_mean": "one-hot of the 3 rater maps and their mean, soft CE",
-    "raters_svls": "one-hot of the 3 rater maps, their mean and its SVLS convolution, soft CE",
-    "raters_weighted": "one-hot of the 3 rater maps, Dice of each against the majority, weighted mean, soft CE",
-    "soft_label": "soft CE on the given soft map",
-    "svls": "one-hot of the label map convolved with the 3×3(×3) SVLS kernel, soft CE",
-    "tfkd": "the virtual teacher distribution of every voxel and a KL term at temperature 40",
+    "hard": "softlabels' soft-CE code on the hard label (labels checked in make_target)",
+    "ls": "PyTorch's fused label smoothing in the CE",
+    "mbls": "CE + a hinge on logit distances (max over classes per voxel, and its gradient)",
+    "nacl": "CE + L1 to local class proportions (a separable 3×3(×3) window over the one-hot label map)",
+    "ols": "α·CE + (1 − α)·soft CE to rows of the class matrix S (one C×C matmul), and a batch-end hook "
+    "(softmax, first-maximum test, per-class sums by one batched matmul)",
+    "raters_majority": "vote counts of the 3 rater maps, their majority label, its one-hot, CE",
+    "raters_mean": "vote counts of the 3 rater maps divided by 3, soft CE",
+    "raters_svls": "vote counts of the 3 rater maps and their separable SVLS filter, soft CE",
+    "raters_weighted": "vote counts, the majority label, Dice of each rater against it, weighted votes, soft CE",
+    "soft_label": "soft CE on the given soft map (checked to be a distribution)",
+    "svls": "one-hot of the label map and its separable 3×3(×3) SVLS filter, soft CE",
+    "tfkd": "the closed-form KL to the virtual teacher (a sum of log-probabilities and the one at the label)",
     "tfkd_self": "a forward pass of the teacher UNet, softmax at temperature 6, a KL term",
 }
 EXPECTED_MISS = {"tfkd_self": "runs the teacher UNet forward (eval, no_grad) on the image inside make_target"}
