@@ -3,8 +3,9 @@
 A sample is a dict of channel-first tensors, the keys the method registry reads (``softlabels.methods``):
 ``"image"`` ``(C_in, *spatial)``, ``"label"`` ``(1, *spatial)`` integer (a 0-d tensor for classification),
 ``"raters"`` ``(R, *spatial)`` (``(R,)``), ``"confidence"`` ``(1, *spatial)``, ``"soft_label"`` ``(C, *spatial)``, and
-for data with a known truth ``"true_probs"`` ``(C, *spatial)``; plus ``"case"``, the group id (patient, volume). The
-default collate stacks them to the batch layout the methods and losses take.
+for data with a known truth ``"true_probs"`` ``(C, *spatial)``; plus ``"case"``, the sample's id, and ``"group"``,
+the id splits are made by (patient, volume, slab), when it differs from the case. The default collate stacks them to
+the batch layout the methods and losses take.
 """
 
 from __future__ import annotations

@@ -226,6 +226,10 @@ def floor_of(true_probs: Sequence[torch.Tensor], band: float = 0.98) -> dict[str
     ``ece`` and ``brier`` (against the soft reference p*) are 0; ``nll`` is the mean entropy ``−Σ_c p* log p*`` (the
     NLL of p* against p*, i.e. the Bayes NLL); ``bayes_brier`` is ``1 − Σ_c p*²``, the expected Brier score of p*
     against labels drawn from p*. ``*_band`` are the same over the ambiguous voxels ``max_c p* < band``.
+
+    Example:
+        >>> floor_of([torch.tensor([[[0.5, 1.0]], [[0.5, 0.0]]])])["bayes_brier"]
+        0.25
     """
     probs = torch.cat([p.double().reshape(p.shape[0], -1) for p in true_probs], dim=1)
     entropy = -torch.xlogy(probs, probs).sum(0)

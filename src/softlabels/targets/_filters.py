@@ -17,9 +17,7 @@ from torch import Tensor
 Padding = Literal["replicate", "zeros", "background"]
 
 
-def _filter_axis(
-    x: Tensor, dim: int, weights: Sequence[float], padding: Padding, out: Tensor | None = None
-) -> Tensor:
+def _filter_axis(x: Tensor, dim: int, weights: Sequence[float], padding: Padding, out: Tensor | None = None) -> Tensor:
     """``out[i] = Σ_j w_j · x[i + j − k//2]`` along ``dim``, out-of-range positions read as ``padding`` says.
 
     ``out``, if given, is a buffer of ``x``'s shape (not ``x`` itself) that receives the result.
