@@ -24,7 +24,7 @@ of an ignored region counts as a boundary.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -223,23 +223,75 @@ def score_cases(
         raise ValueError("score_cases needs at least one case; got none.")
     from tqdm.auto import tqdm
 
+    disable = None if progress is None else not progress
+
+    def loaded() -> Iterator[Case]:
+        expected = num_classes  # the first case's channels unless given: every later case must match
+        for files in tqdm(cases, desc="softlabels score", unit="case", disable=disable):
+            case = load_case(files, kind=kind, num_classes=expected)
+            expected = case.probs.shape[1] if expected is None else expected
+            yield case
+            del case  # before the next case is read: one case in memory at a time
+
+    result = score_predictions(
+        loaded(), soft=soft, n_bins=n_bins, boundary_width=boundary_width, ignore_index=ignore_index, spacing=spacing
+    )
+    result.settings["reference"] = kind
+    return result
+
+
+def score_predictions(
+    cases: Iterable[Case],
+    *,
+    soft: bool,
+    n_bins: int = 15,
+    boundary_width: float = 2.0,
+    ignore_index: int | None = None,
+    spacing: Sequence[float] | None = None,
+) -> ScoreResult:
+    """Score predictions already in memory, one :class:`~softlabels.data.prediction_files.Case` at a time.
+
+    The loop behind :func:`score_cases` (and ``softlabels evaluate``): each case (``probs (1, C, *spatial)``, a hard
+    ``(1, *spatial)`` or soft ``(1, C, *spatial)`` target) updates the streaming metrics and is dropped.
+
+    Args:
+        cases: an iterable of cases (e.g. a generator over a model's predictions).
+        soft: whether the targets are soft (rater mean, probability map) rather than label maps.
+        n_bins: equal-width bins of the calibration errors.
+        boundary_width: half-width of the boundary band, in voxels.
+        ignore_index: label whose voxels are dropped (label-map targets only).
+        spacing: voxel size for HD95; ``None`` uses each case's own (else 1).
+
+    Returns:
+        The :class:`ScoreResult`.
+
+    Raises:
+        ValueError: no case, or invalid values (the case is named).
+
+    Example:
+        >>> probs = torch.full((1, 2, 4, 4), 0.5)
+        >>> case = Case("a", probs, torch.zeros(1, 4, 4, dtype=torch.long), None)
+        >>> score_predictions([case], soft=False).summary["ece_top_label"]
+        0.5
+    """
+    _check_options(n_bins, boundary_width, None, soft, ignore_index)
     rows: list[dict[str, Any]] = []
     scorer: _Scorer | None = None
+    num_classes = 0
     with torch.no_grad():
-        disable = None if progress is None else not progress
-        for files in tqdm(cases, desc="softlabels score", unit="case", disable=disable):
-            case = load_case(files, kind=kind, num_classes=num_classes)
+        for case in cases:
             if scorer is None:
                 num_classes = case.probs.shape[1]
                 scorer = _Scorer(
-                    num_classes, n_bins=n_bins, boundary_width=boundary_width, ignore_index=ignore_index, soft=soft
-                )
+                    case.probs.shape[1], n_bins=n_bins, boundary_width=boundary_width, ignore_index=ignore_index,
+                    soft=soft,
+                )  # fmt: skip
             rows.append(_score_one(scorer, case, spacing))
             del case
-    if scorer is None:  # unreachable: there is at least one case
-        raise RuntimeError("score_cases scored no case.")
+    if scorer is None:
+        raise ValueError("score_predictions needs at least one case; got none.")
     settings = {
-        "reference": kind,
+        "reference": "soft" if soft else "labels",
         "num_classes": num_classes,
         "n_bins": n_bins,
         "boundary_width": boundary_width,

@@ -15,9 +15,42 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, RandomSampler
 
-__all__ = ["SampleDataset", "SoftLabelDataModule"]
+__all__ = ["EpochShuffleSampler", "SampleDataset", "SoftLabelDataModule"]
+
+
+class EpochShuffleSampler(RandomSampler):
+    """A shuffling sampler whose order depends only on ``(seed, epoch)``: the same epoch gives the same order.
+
+    The permutation is ``torch.randperm(n, generator=Generator().manual_seed(seed + epoch))``, the order
+    ``torch.utils.data.DistributedSampler`` uses, so a run resumed at epoch ``e`` (Lightning calls
+    :meth:`set_epoch`) sees the batches of an uninterrupted run, and one process with batch ``k·b`` sees the union of
+    ``k`` processes' batches ``b``. It is a ``RandomSampler``, so Lightning knows the loader shuffles.
+
+    Args:
+        data_source: the dataset.
+        seed: the base seed.
+
+    Example:
+        >>> sampler = EpochShuffleSampler(range(5), seed=3)
+        >>> first = list(sampler); sampler.set_epoch(1); second = list(sampler); sampler.set_epoch(0)
+        >>> list(sampler) == first != second
+        True
+    """
+
+    def __init__(self, data_source: Any, *, seed: int = 0) -> None:
+        super().__init__(data_source)
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the permutation of ``epoch``."""
+        self.epoch = int(epoch)
+
+    def __iter__(self) -> Any:
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(torch.randperm(len(self.data_source), generator=generator).tolist())
 
 
 class SampleDataset(Dataset):
@@ -59,8 +92,9 @@ class SampleDataset(Dataset):
 class SoftLabelDataModule(L.LightningDataModule):
     """Lightning DataModule over train/val/test :class:`SampleDataset` s (or any map-style datasets).
 
-    The training loader shuffles with a ``torch.Generator`` seeded by ``seed`` (reproducible epochs); the others keep
-    their order. ``info`` is the training dataset's metadata (``num_classes``, ``spatial_dims``, …).
+    The training loader shuffles with an :class:`EpochShuffleSampler` (the order depends on ``seed`` and the epoch
+    only: resumable, and equal to DDP's ``DistributedSampler`` order); the others keep their order. ``info`` is the
+    training dataset's metadata (``num_classes``, ``spatial_dims``, …).
 
     Args:
         train: the training dataset.
@@ -112,12 +146,11 @@ class SoftLabelDataModule(L.LightningDataModule):
     def _loader(self, dataset: Dataset | None, split: str, *, train: bool) -> DataLoader:
         if dataset is None:
             raise ValueError(f"SoftLabelDataModule has no {split} dataset.")
-        generator = torch.Generator().manual_seed(self.seed) if train else None
+        sampler = EpochShuffleSampler(dataset, seed=self.seed) if train else None
         return DataLoader(
             dataset,
             batch_size=self.batch_size if train else self.eval_batch_size,
-            shuffle=train,
-            generator=generator,
+            sampler=sampler,
             num_workers=self.num_workers,
             drop_last=self.drop_last and train,
             persistent_workers=self.num_workers > 0,

@@ -1,0 +1,224 @@
+"""Lightning tasks: one network trained with one registered method, with the foundation's metrics every epoch.
+
+``SegmentationTask`` and ``ClassificationTask`` differ only in their metrics and in sliding-window inference; the
+method (``softlabels.methods``) supplies the targets, the loss and the epoch hooks (OLS), run by the
+:class:`~softlabels.training.callbacks.MethodHooks` callback every task installs. Lightning owns the loop,
+checkpoints, logging, progress bars and DDP; metric values are logged with ``sync_dist=True`` after torchmetrics
+has synced their (summable) states across processes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+
+from softlabels._options import look_up_option
+from softlabels.calibration import TemperatureScaler
+from softlabels.methods import Method
+from softlabels.training.callbacks import MethodHooks
+from softlabels.training.evaluation import MetricSuite
+from softlabels.training.optim import build_optimizer
+
+__all__ = ["ClassificationTask", "SegmentationTask", "SoftLabelTask"]
+
+Task = Literal["segmentation", "classification"]
+
+
+class SoftLabelTask(L.LightningModule):
+    """A network, a method and the metrics of a task; see :class:`SegmentationTask` / :class:`ClassificationTask`.
+
+    Args:
+        model: the network (logits out; classification models may have ``forward_features``/``forward_head``).
+        method: a :class:`~softlabels.methods.Method` from ``create_method``.
+        task: ``"segmentation"`` or ``"classification"``.
+        num_classes: classes ``C``.
+        spatial_dims: 2 or 3 (segmentation; ignored for classification).
+        optimizer: ``{"name": "adamw" | "adam" | "sgd", "lr": …, "weight_decay": …, "momentum": …}``.
+        scheduler: ``{"name": "none" | "cosine" | "multistep" | "step", …}`` (see ``training.optim``).
+        metrics: names to report on validation and test (``None``: all of the task).
+        n_bins: calibration bins.
+        boundary_width: boundary band half-width for ``ece_boundary``.
+        reference: ``"auto"`` (soft reference when the batch has one) or ``"label"``.
+        inference: ``{"roi_size": [...], "sw_batch_size": 4, "overlap": 0.25}`` for sliding-window inference of
+            volumes larger than ``roi_size`` (segmentation), or ``None``.
+        config: the resolved run configuration, stored in every checkpoint (plain data).
+
+    Example:
+        >>> from softlabels.methods import create_method
+        >>> net = torch.nn.Conv2d(1, 2, 1)
+        >>> task = SegmentationTask(net, create_method("svls", 2), num_classes=2, metrics=("dice", "ece"))
+        >>> task(torch.zeros(1, 1, 8, 8)).shape
+        torch.Size([1, 2, 8, 8])
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        method: Method,
+        *,
+        task: Task,
+        num_classes: int,
+        spatial_dims: int = 2,
+        optimizer: Mapping[str, Any] | None = None,
+        scheduler: Mapping[str, Any] | None = None,
+        metrics: Sequence[str] | None = None,
+        n_bins: int = 15,
+        boundary_width: float = 2.0,
+        reference: Literal["auto", "label"] = "auto",
+        inference: Mapping[str, Any] | None = None,
+        config: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"`model` of {type(self).__name__} must be an nn.Module; got {type(model).__name__}.")
+        if not isinstance(method, Method):
+            raise TypeError(
+                f"`method` of {type(self).__name__} must be a softlabels Method; got {type(method).__name__}."
+            )
+        self.task = look_up_option("task", task, ("segmentation", "classification"), where=type(self).__name__)
+        if method.tasks and self.task not in method.tasks:
+            raise ValueError(f"method {method.name!r} is defined for {list(method.tasks)}; got task {self.task!r}.")
+        self.model, self.method = model, method
+        self.num_classes, self.spatial_dims = num_classes, spatial_dims if task == "segmentation" else 0
+        self.optimizer_config = dict(optimizer or {"name": "adamw", "lr": 1e-3})
+        self.scheduler_config = dict(scheduler or {"name": "none"})
+        self.inference = dict(inference or {})
+        self.config = dict(config or {})
+        self.scaler = TemperatureScaler()  # T = 1 until `softlabels calibrate` fits it; never trained with the net
+        self.scaler.log_temperature.requires_grad_(False)
+        num_features = getattr(model, "num_features", None)
+        if metrics is None and self.task == "classification" and not num_features:
+            metrics = ("top1", "top5", "ece", "ece_classwise", "brier", "nll")
+        suite = {"task": self.task, "num_classes": num_classes, "names": metrics, "spatial_dims": self.spatial_dims}
+        suite |= {"n_bins": n_bins, "boundary_width": boundary_width, "reference": reference}
+        suite["num_features"] = num_features
+        self.val_metrics = MetricSuite(**suite)  # type: ignore[arg-type]
+        self.test_metrics = MetricSuite(**suite)  # type: ignore[arg-type]
+
+    # --- inference ----------------------------------------------------------------------------------------------
+    def forward(self, image: Tensor) -> Tensor:
+        """Logits of the network for ``image`` (no temperature)."""
+        return self.model(image)
+
+    def predict_logits(self, image: Tensor) -> Tensor:
+        """Calibrated logits ``model(image) / T``, by sliding windows when the volume exceeds ``roi_size``."""
+        roi = self.inference.get("roi_size")
+        if (
+            roi is not None
+            and self.task == "segmentation"
+            and any(s > r for s, r in zip(image.shape[2:], roi, strict=True))
+        ):
+            from monai.inferers import sliding_window_inference
+
+            logits = sliding_window_inference(
+                image, tuple(roi), int(self.inference.get("sw_batch_size", 4)), self.model,
+                overlap=float(self.inference.get("overlap", 0.25)), mode="gaussian",
+            )  # fmt: skip
+        else:
+            logits = self.model(image)
+        return self.scaler(logits)  # type: ignore[no-any-return]
+
+    def _features_and_logits(self, image: Tensor) -> tuple[Tensor | None, Tensor]:
+        wants_features = self.task == "classification" and "compactness" in self.val_metrics.metrics
+        model: Any = self.model
+        if wants_features and hasattr(model, "forward_features") and hasattr(model, "forward_head"):
+            features = model.forward_features(image)
+            return features, self.scaler(model.forward_head(features))
+        return None, self.predict_logits(image)
+
+    # --- training -----------------------------------------------------------------------------------------------
+    def on_fit_start(self) -> None:
+        """Refuse to train a method that still needs its preparation (a teacher, a generator)."""
+        if not self.method.is_ready:
+            raise ValueError(
+                f"method {self.method.name!r} is not ready: it needs `method.prepare(...)` first "
+                "(e.g. `method.teacher_checkpoint` in the config for tfkd_self)."
+            )
+
+    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> dict[str, Any]:
+        """Method target, method loss; the logits and target go to the method's batch hook (OLS)."""
+        logits = self.model(batch["image"])
+        target = self.method.make_target(batch)
+        loss = self.method(logits, target)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, sync_dist=True, batch_size=len(logits))
+        return {"loss": loss, "logits": logits.detach(), "target": target}
+
+    def _evaluate(self, batch: Mapping[str, Any], suite: MetricSuite, prefix: str) -> None:
+        features, logits = self._features_and_logits(batch["image"])
+        loss = self.method(logits, self.method.make_target(batch))
+        self.log(f"{prefix}/loss", loss, on_epoch=True, sync_dist=True, batch_size=len(logits))
+        suite.update(torch.softmax(logits.float(), dim=1), batch, features)
+
+    def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
+        """Update the validation metrics."""
+        self._evaluate(batch, self.val_metrics, "val")
+
+    def test_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
+        """Update the test metrics."""
+        self._evaluate(batch, self.test_metrics, "test")
+
+    def _log_suite(self, suite: MetricSuite, prefix: str) -> None:
+        values = suite.compute()
+        self.log_dict({f"{prefix}/{k}": float(v) for k, v in values.items()}, sync_dist=True)
+        suite.reset()
+
+    def on_validation_epoch_end(self) -> None:
+        """Compute (synced), log and reset the validation metrics."""
+        self._log_suite(self.val_metrics, "val")
+
+    def on_test_epoch_end(self) -> None:
+        """Compute (synced), log and reset the test metrics."""
+        self._log_suite(self.test_metrics, "test")
+
+    def predict_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
+        """Calibrated probabilities ``(N, C, *spatial)``."""
+        return torch.softmax(self.predict_logits(batch["image"]).float(), dim=1)
+
+    def configure_optimizers(self) -> Any:
+        """The configured optimiser (and scheduler) over the network's parameters only."""
+        max_epochs = self.trainer.max_epochs if self._trainer is not None else None
+        return build_optimizer(self.model.parameters(), self.optimizer_config, self.scheduler_config, max_epochs)
+
+    def configure_callbacks(self) -> list[L.Callback]:
+        """The method's batch and epoch hooks (OLS accumulators and update)."""
+        return [MethodHooks()]
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Store the resolved configuration (plain data) so a checkpoint alone rebuilds the task."""
+        checkpoint["softlabels_config"] = self.config
+
+
+class SegmentationTask(SoftLabelTask):
+    """2D/3D segmentation: Dice, HD95, ECE, classwise/boundary ECE, Brier, NLL, QUBIQ Dice; sliding windows.
+
+    Same arguments as :class:`SoftLabelTask` without ``task``.
+
+    Example:
+        >>> from softlabels.methods import create_method
+        >>> task = SegmentationTask(torch.nn.Conv3d(1, 3, 1), create_method("hard", 3), num_classes=3, spatial_dims=3)
+        >>> sorted(task.val_metrics.metrics)[:3]
+        ['brier', 'dice', 'ece']
+    """
+
+    def __init__(self, model: nn.Module, method: Method, **kwargs: Any) -> None:
+        super().__init__(model, method, task="segmentation", **kwargs)
+
+
+class ClassificationTask(SoftLabelTask):
+    """Classification: Top-1/Top-5, ECE, classwise ECE, Brier, NLL, embedding compactness (``forward_features``).
+
+    Same arguments as :class:`SoftLabelTask` without ``task`` and ``spatial_dims``.
+
+    Example:
+        >>> from softlabels.methods import create_method
+        >>> task = ClassificationTask(torch.nn.Linear(4, 3), create_method("ls", 3), num_classes=3)
+        >>> "compactness" in task.val_metrics.metrics  # the Linear has no forward_features
+        False
+    """
+
+    def __init__(self, model: nn.Module, method: Method, **kwargs: Any) -> None:
+        super().__init__(model, method, task="classification", **kwargs)
