@@ -1,9 +1,18 @@
 """The ``softlabels`` command line: an argparse front with one sub-command per job.
 
-Sub-commands: ``score`` (evaluate existing predictions for calibration). ``train``, ``evaluate``, ``calibrate``,
-``predict`` and ``bench`` come later: each is one entry of :data:`COMMANDS` (a function adding its arguments and a
-function running it). User errors (bad paths, unreadable files, invalid values) print one line to stderr and exit
-with status 2, like argparse's own errors; anything else is a bug and shows its traceback.
+Sub-commands, each one entry of :data:`COMMANDS` (a function adding its arguments and a function running it):
+
+- ``train --config cfg.yaml [--trainer.max_epochs 3 ...] [--resume]``: a configured run (``softlabels.training``;
+  every key of the YAML can be overridden as ``--section.key value`` and is type-checked);
+- ``evaluate --checkpoint C --output DIR [--split test] [--data-config data.yaml]``: metrics JSON, Markdown and
+  reliability diagram of a checkpoint on a split of its data, or of any other data source;
+- ``calibrate --checkpoint C [--output C2]``: temperature scaling fitted on the validation split, stored in a copy;
+- ``predict --checkpoint C --output DIR [--input FOLDER | --split test] [--thresholds 0.1,...,0.9]``: probability
+  maps (NIfTI with the input's affine) and thresholded masks;
+- ``score``: evaluate existing predictions for calibration.
+
+User errors (bad paths, unreadable files, invalid values) print one line to stderr and exit with status 2, like
+argparse's own errors; anything else is a bug and shows its traceback.
 
 ``softlabels score`` file conventions (details in :mod:`softlabels.data.prediction_files`): probability maps are
 NIfTI volumes with the classes on the **last** axis ``(x, y, z, C)`` (a 3D volume is the foreground probability of a
@@ -138,7 +147,119 @@ def _run_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--resume", action="store_true", help="continue from output_dir/checkpoints/last.ckpt")
+    parser.set_defaults(options=[])  # --config FILE and --section.key value overrides: parsed by the run parser
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from softlabels.training.config import config_from_dict, config_parser
+    from softlabels.training.run import train
+
+    parser = config_parser("softlabels train", "Train a configured run (see docs/training.md).")
+    if any(a in ("-h", "--help") for a in args.options):
+        parser.print_help()
+        return 0
+    try:
+        namespace = parser.parse_args(args.options)
+    except Exception as err:  # jsonargparse's ArgumentError: a bad key, type or value
+        raise ValueError(str(err).strip()) from err
+    metrics = train(config_from_dict(namespace.as_dict()), resume=args.resume)
+    print("final validation metrics: " + ", ".join(f"{k} {v:.4g}" for k, v in sorted(metrics.items())))
+    return 0
+
+
+def _add_checkpoint_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", type=Path, required=True, metavar="FILE", help="a checkpoint of `train`")
+
+
+def _add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_checkpoint_argument(parser)
+    parser.add_argument("--output", type=Path, required=True, metavar="DIR", help="folder for the report files")
+    parser.add_argument("--split", default="test", choices=("train", "val", "test"), help="the split (default test)")
+    parser.add_argument(
+        "--data-config", type=Path, metavar="FILE", help="a YAML with a `data:` section to evaluate other data"
+    )
+
+
+def _data_override(path: Path | None) -> dict[str, object] | None:
+    if path is None:
+        return None
+    import yaml
+
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise ValueError(f"--data-config {str(path)!r} could not be read: {err}") from err
+    if not isinstance(loaded, dict) or "data" not in loaded:
+        raise ValueError(f"--data-config {str(path)!r} must hold a `data:` section; got {loaded!r:.80}.")
+    return {"data": loaded["data"]}
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from softlabels.training.inference import evaluate
+
+    paths = evaluate(args.checkpoint, args.output, split=args.split, overrides=_data_override(args.data_config))
+    print(f"report: {paths['markdown']}")
+    return 0
+
+
+def _add_calibrate_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_checkpoint_argument(parser)
+    parser.add_argument("--output", type=Path, metavar="FILE", help="the calibrated checkpoint (default beside input)")
+
+
+def _run_calibrate(args: argparse.Namespace) -> int:
+    from softlabels.training.inference import calibrate
+
+    summary = calibrate(args.checkpoint, args.output)
+    print(
+        f"temperature {summary['temperature']:.4g} (validation NLL {summary['nll_before']:.4g} -> "
+        f"{summary['nll_after']:.4g}); calibrated checkpoint: {summary['checkpoint']}"
+    )
+    return 0
+
+
+def _thresholds(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be numbers separated by commas, e.g. 0.1,0.5,0.9; got {text!r}"
+        ) from None
+
+
+def _add_predict_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_checkpoint_argument(parser)
+    parser.add_argument("--output", type=Path, required=True, metavar="DIR", help="folder for the predictions")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--input", type=Path, metavar="DIR", help="a folder with images/ (generic layout)")
+    source.add_argument("--split", default="test", choices=("train", "val", "test"), help="a split of the run's data")
+    parser.add_argument(
+        "--thresholds", type=_thresholds, default=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9), metavar="LIST",
+        help="mask levels (default the QUBIQ levels 0.1,...,0.9)",
+    )  # fmt: skip
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    from softlabels.training.prediction import predict
+
+    manifest = predict(
+        args.checkpoint, args.output, input_root=args.input, split=args.split, thresholds=args.thresholds
+    )
+    print(f"wrote {len(manifest['files'])} files into {args.output}")
+    return 0
+
+
 COMMANDS: dict[str, Command] = {
+    "train": Command(
+        "train a configured run (YAML config + --section.key overrides)", _add_train_arguments, _run_train
+    ),
+    "evaluate": Command(
+        "metrics report of a checkpoint on a split or other data", _add_evaluate_arguments, _run_evaluate
+    ),
+    "calibrate": Command("fit temperature scaling on the validation split", _add_calibrate_arguments, _run_calibrate),
+    "predict": Command("probability maps and thresholded masks of a checkpoint", _add_predict_arguments, _run_predict),
     "score": Command(
         "evaluate existing predictions (e.g. nnU-Net's) for calibration, case by case",
         _add_score_arguments,
@@ -162,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, command in COMMANDS.items():
-        sub_parser = sub.add_parser(name, help=command.help, description=command.help)
+        sub_parser = sub.add_parser(name, help=command.help, description=command.help, add_help=name != "train")
         command.add_arguments(sub_parser)
         sub_parser.set_defaults(run=command.run)
     return parser
@@ -182,7 +303,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         2
     """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    if rest and args.command != "train":
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    args.options = rest
     try:
         return int(args.run(args))
     except USER_ERRORS as err:

@@ -43,9 +43,13 @@ def make_divisible(value: float, divisor: int) -> int:
 class _ConvBNReLU6(nn.Sequential):
     """Convolution (no bias) → BatchNorm → ReLU6 as keys ``0.weight``, ``1.*``."""
 
-    def __init__(self, in_channels: int, out_channels: int, *, kernel_size: int = 3, stride: int = 1, groups: int = 1):
+    def __init__(
+        self, in_channels: int, out_channels: int, *, kernel_size: int = 3, stride: int = 1, groups: int = 1
+    ) -> None:
         super().__init__(
-            nn.Conv2d(in_channels, out_channels, kernel_size, stride, (kernel_size - 1) // 2, groups=groups, bias=False),
+            nn.Conv2d(
+                in_channels, out_channels, kernel_size, stride, (kernel_size - 1) // 2, groups=groups, bias=False
+            ),
             nn.BatchNorm2d(out_channels),
             nn.ReLU6(inplace=True),
         )
@@ -56,7 +60,7 @@ class _InvertedResidual(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, *, stride: int, expand_ratio: int) -> None:
         super().__init__()
-        hidden = int(round(in_channels * expand_ratio))
+        hidden = round(in_channels * expand_ratio)
         self.use_residual = stride == 1 and in_channels == out_channels
         expand = [_ConvBNReLU6(in_channels, hidden, kernel_size=1)] if expand_ratio != 1 else []
         self.conv = nn.Sequential(
@@ -107,7 +111,9 @@ class MobileNetV2(nn.Module):
         for expand_ratio, width, repeats, stride in INVERTED_RESIDUALS:
             out_channels = make_divisible(width * width_mult, round_nearest)
             for i in range(repeats):
-                block = _InvertedResidual(channels, out_channels, stride=stride if i == 0 else 1, expand_ratio=expand_ratio)
+                block = _InvertedResidual(
+                    channels, out_channels, stride=stride if i == 0 else 1, expand_ratio=expand_ratio
+                )
                 layers.append(block)
                 channels = out_channels
         layers.append(_ConvBNReLU6(channels, self.num_features, kernel_size=1))
@@ -116,7 +122,7 @@ class MobileNetV2(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
-        """torchvision's initialisation: He (fan-out) convolutions, unit BatchNorm, N(0, 0.01) linear."""
+        """Initialise as torchvision:: He (fan-out) convolutions, unit BatchNorm, N(0, 0.01) linear."""
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out")

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from torch import nn
 
 from softlabels._options import look_up_option
-from softlabels.models.weights import load_weights
+from softlabels.models.weights import _local_file, load_weights
 
 __all__ = ["ModelInfo", "create_model", "list_models", "model_info", "register_model"]
 
@@ -97,7 +97,8 @@ def register_model(
         missing = [size for size in SIZES if size not in params]
         if missing:
             raise ValueError(f"the builder of model {name!r} in register_model lacks the argument(s) {missing}.")
-        defaults = {p.name: p.default for p in params.values() if p.name not in SIZES}
+        named = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        defaults = {p.name: p.default for p in params.values() if p.name not in SIZES and p.kind in named}
         summary = ((inspect.getdoc(builder) or "").splitlines() or [""])[0]
         _REGISTRY[name] = ModelInfo(name, task, tuple(spatial_dims), tuple(head), builder, defaults, summary)
         return builder
@@ -161,7 +162,7 @@ def create_model(
         **kwargs: overrides of the model's defaults (see :func:`model_info`).
 
     Returns:
-        The model, in training mode, on the CPU.
+        The model, in training mode, on the default device (the CPU unless a ``torch.device`` context says).
 
     Raises:
         ValueError: unknown name or keyword (the valid ones listed), unsupported ``spatial_dims``, sizes ``< 1``,
@@ -181,8 +182,12 @@ def create_model(
         raise TypeError(f"`name` of create_model must be a str; got {type(name).__name__} {name!r}.")
     _check_size("in_channels", in_channels)
     _check_size("num_classes", num_classes)
+    if weights is not None:
+        _local_file(weights, "create_model")  # a URL or a missing file fails before the model is built
     if name.startswith(TIMM_PREFIX):
-        model = _create_timm(name, in_channels=in_channels, num_classes=num_classes, spatial_dims=spatial_dims, **kwargs)
+        model = _create_timm(
+            name, in_channels=in_channels, num_classes=num_classes, spatial_dims=spatial_dims, **kwargs
+        )
         head: tuple[str, ...] = tuple(filter(None, [getattr(model, "pretrained_cfg", {}).get("classifier")]))
     else:
         info = model_info(name)
@@ -211,9 +216,8 @@ def _check_options(info: ModelInfo, spatial_dims: object, kwargs: dict[str, Any]
         )
     unknown = sorted(set(kwargs) - set(info.defaults))
     if unknown:
-        sizes = f" ({', '.join(SIZES)} are arguments of create_model)" if set(unknown) & set(SIZES) else ""
         raise ValueError(
-            f"unknown keyword(s) {unknown} of model {info.name!r} in create_model{sizes}; "
+            f"unknown keyword(s) {unknown} of model {info.name!r} in create_model; "
             f"valid: {sorted(info.defaults) or 'none'}."
         )
 

@@ -57,7 +57,7 @@ class ResNet(MonaiResNet):
         >>> model = ResNet(in_channels=1, num_classes=3, spatial_dims=2, layers=(1, 1, 1, 1), widen_factor=0.25)
         >>> x = torch.zeros(2, 1, 32, 32)
         >>> model.num_features, model.forward_features(x).shape, model(x).shape
-        (128, torch.Size([2, 128]), torch.Size([2, 3]))
+        (512, torch.Size([2, 512]), torch.Size([2, 3]))
     """
 
     def __init__(

@@ -102,8 +102,8 @@ def _dynunet(
 
     ``filters=None`` is MONAI's ``32, 64, 128, …`` (capped at 320).
     """
-    if not isinstance(depth, int) or isinstance(depth, bool) or depth < 2:
-        raise ValueError(f"`depth` of dynunet in create_model must be an int >= 2; got {depth!r}.")
+    if not isinstance(depth, int) or isinstance(depth, bool) or depth < 3:  # MONAI's DynUNet needs 3 levels
+        raise ValueError(f"`depth` of dynunet in create_model must be an int >= 3; got {depth!r}.")
     if filters is not None and len(filters) != depth:
         raise ValueError(f"`filters` of dynunet in create_model must have depth={depth} numbers; got {filters!r}.")
     strides = [1] + [2] * (depth - 1)

@@ -10,7 +10,6 @@ other entries (the method's or the loss's state) are left out.
 from __future__ import annotations
 
 import os
-import pickle
 import re
 import warnings
 from collections.abc import Iterable, Mapping
@@ -56,7 +55,7 @@ def read_state_dict(
     file = _local_file(path, where)
     try:
         loaded = torch.load(file, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError, OSError, AttributeError) as err:
+    except Exception as err:  # a corrupt file fails anywhere in the unpickler (IndexError, KeyError, ...)
         raise ValueError(
             f"`weights` of {where}: cannot read {str(file)!r} as a PyTorch checkpoint (corrupt or truncated file, "
             f"or objects other than tensors): {type(err).__name__}: {err}"

@@ -79,7 +79,8 @@ class MetricSuite(nn.Module):
     Args:
         task: ``"segmentation"`` or ``"classification"``.
         num_classes: classes ``C``.
-        names: the metrics to report (a subset of :data:`SEGMENTATION_METRICS` / :data:`CLASSIFICATION_METRICS`).
+        names: the metrics to report (a subset of :data:`SEGMENTATION_METRICS` / :data:`CLASSIFICATION_METRICS`;
+            ``None``: all of the task, without ``compactness`` when the model gives no ``num_features``).
         spatial_dims: 2 or 3 (segmentation), 0 (classification).
         n_bins: calibration bins.
         boundary_width: half-width of the boundary band (voxels) for ``ece_boundary``.
@@ -109,6 +110,8 @@ class MetricSuite(nn.Module):
         self.task = look_up_option("task", task, ("segmentation", "classification"), where="MetricSuite")
         allowed = SEGMENTATION_METRICS if task == "segmentation" else CLASSIFICATION_METRICS
         chosen = tuple(allowed if names is None else names)
+        if names is None and not num_features:
+            chosen = tuple(n for n in chosen if n != "compactness")
         for name in chosen:
             look_up_option("metric", name, allowed, where=f"MetricSuite ({task})")
         if "compactness" in chosen and not num_features:

@@ -91,8 +91,6 @@ class SoftLabelTask(L.LightningModule):
         self.scaler = TemperatureScaler()  # T = 1 until `softlabels calibrate` fits it; never trained with the net
         self.scaler.log_temperature.requires_grad_(False)
         num_features = getattr(model, "num_features", None)
-        if metrics is None and self.task == "classification" and not num_features:
-            metrics = ("top1", "top5", "ece", "ece_classwise", "brier", "nll")
         suite = {"task": self.task, "num_classes": num_classes, "names": metrics, "spatial_dims": self.spatial_dims}
         suite |= {"n_bins": n_bins, "boundary_width": boundary_width, "reference": reference}
         suite["num_features"] = num_features
@@ -122,7 +120,8 @@ class SoftLabelTask(L.LightningModule):
             logits = self.model(image)
         return self.scaler(logits)  # type: ignore[no-any-return]
 
-    def _features_and_logits(self, image: Tensor) -> tuple[Tensor | None, Tensor]:
+    def features_and_logits(self, image: Tensor) -> tuple[Tensor | None, Tensor]:
+        """Embeddings ``(N, F)`` (when compactness is reported and the model has them) and calibrated logits."""
         wants_features = self.task == "classification" and "compactness" in self.val_metrics.metrics
         model: Any = self.model
         if wants_features and hasattr(model, "forward_features") and hasattr(model, "forward_head"):
@@ -148,7 +147,7 @@ class SoftLabelTask(L.LightningModule):
         return {"loss": loss, "logits": logits.detach(), "target": target}
 
     def _evaluate(self, batch: Mapping[str, Any], suite: MetricSuite, prefix: str) -> None:
-        features, logits = self._features_and_logits(batch["image"])
+        features, logits = self.features_and_logits(batch["image"])
         loss = self.method(logits, self.method.make_target(batch))
         self.log(f"{prefix}/loss", loss, on_epoch=True, sync_dist=True, batch_size=len(logits))
         suite.update(torch.softmax(logits.float(), dim=1), batch, features)
@@ -184,8 +183,9 @@ class SoftLabelTask(L.LightningModule):
         return build_optimizer(self.model.parameters(), self.optimizer_config, self.scheduler_config, max_epochs)
 
     def configure_callbacks(self) -> list[L.Callback]:
-        """The method's batch and epoch hooks (OLS accumulators and update)."""
-        return [MethodHooks()]
+        """The method's batch and epoch hooks (OLS accumulators and update), once per trainer."""
+        present = self._trainer is not None and any(isinstance(c, MethodHooks) for c in self.trainer.callbacks)
+        return [] if present else [MethodHooks()]
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Store the resolved configuration (plain data) so a checkpoint alone rebuilds the task."""

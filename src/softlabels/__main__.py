@@ -1,0 +1,7 @@
+"""``python -m softlabels``: the command line (also what Lightning's DDP launcher re-runs in each process)."""
+
+import sys
+
+from softlabels.cli import main
+
+sys.exit(main())

@@ -1,0 +1,179 @@
+"""The run configuration: typed dataclasses read from YAML with command-line overrides (jsonargparse).
+
+A config file mirrors :class:`RunConfig`::
+
+    task: segmentation
+    seed: 0
+    output_dir: outputs/svls-synthetic
+    data: {source: synthetic_segmentation, options: {shape: [64, 64], num_cases: [40, 10, 10]}, batch_size: 8}
+    model: {name: unet, options: {channels: [16, 32, 64, 128]}}
+    method: {name: svls, options: {sigma: 1.0}}
+    optimizer: {name: adamw, lr: 0.001, weight_decay: 0.0001}
+    scheduler: {name: none}
+    trainer: {max_epochs: 10, accelerator: cpu, devices: 1}
+    evaluation: {n_bins: 15, boundary_width: 2.0, reference: auto}
+
+Every key can be overridden on the command line (``--trainer.max_epochs 3``, ``--method.name ls``). Types and
+choices are checked by jsonargparse with the key in the message; names (source, model, method, optimizer) and their
+options are checked by their own factories, which list the valid values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+__all__ = ["RunConfig", "config_from_dict", "config_parser", "config_to_dict"]
+
+
+@dataclass
+class DataConfig:
+    """Where the data comes from (a source of ``training.data_sources``) and how it is batched."""
+
+    source: str = "synthetic_segmentation"
+    options: dict[str, Any] = field(default_factory=dict)
+    batch_size: int = 8
+    eval_batch_size: int | None = None
+    num_workers: int = 0
+
+
+@dataclass
+class ModelConfig:
+    """The network: a name of ``softlabels.models.list_models()``, its options and optional local weights."""
+
+    name: str = "unet"
+    options: dict[str, Any] = field(default_factory=dict)
+    weights: str | None = None
+
+
+@dataclass
+class MethodConfig:
+    """The method: a name of ``softlabels.methods.list_methods()`` and its parameters."""
+
+    name: str = "hard"
+    options: dict[str, Any] = field(default_factory=dict)
+    teacher_checkpoint: str | None = None
+
+
+@dataclass
+class TrainerConfig:
+    """Lightning ``Trainer`` options (a subset; the rest keep Lightning's defaults)."""
+
+    max_epochs: int = 10
+    accelerator: str = "auto"
+    devices: int | str = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+    deterministic: bool = False
+    log_every_n_steps: int = 10
+    limit_train_batches: int | float | None = None
+    limit_val_batches: int | float | None = None
+    check_val_every_n_epoch: int = 1
+    gradient_clip_val: float | None = None
+    accumulate_grad_batches: int = 1
+    enable_progress_bar: bool = True
+
+
+@dataclass
+class EvaluationConfig:
+    """The metrics reported on validation and test, and their options."""
+
+    metrics: list[str] | None = None
+    n_bins: int = 15
+    boundary_width: float = 2.0
+    reference: Literal["auto", "label"] = "auto"
+
+
+@dataclass
+class InferenceConfig:
+    """Sliding-window inference for volumes larger than ``roi_size`` (segmentation)."""
+
+    roi_size: list[int] | None = None
+    sw_batch_size: int = 4
+    overlap: float = 0.25
+
+
+@dataclass
+class RunConfig:
+    """One run: task, data, model, method, optimisation, trainer, evaluation, inference, output folder."""
+
+    task: Literal["segmentation", "classification"] = "segmentation"
+    seed: int = 0
+    output_dir: str = "outputs/run"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    optimizer: dict[str, Any] = field(default_factory=lambda: {"name": "adamw", "lr": 1e-3, "weight_decay": 1e-4})
+    scheduler: dict[str, Any] = field(default_factory=lambda: {"name": "none"})
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
+
+
+def config_parser(prog: str, description: str) -> Any:
+    """A jsonargparse parser with ``--config FILE`` and every :class:`RunConfig` key as ``--a.b`` options.
+
+    Example:
+        >>> parser = config_parser("softlabels train", "train")
+        >>> cfg = parser.parse_args(["--method.name", "svls", "--trainer.max_epochs", "2"])
+        >>> cfg.method.name, cfg.trainer.max_epochs
+        ('svls', 2)
+    """
+    from jsonargparse import ActionConfigFile, ArgumentParser
+
+    parser = ArgumentParser(prog=prog, description=description, exit_on_error=False)
+    parser.add_argument(
+        "--config", action=ActionConfigFile, help="a YAML run configuration (later options override it)"
+    )
+    for item in dataclasses.fields(RunConfig):
+        if dataclasses.is_dataclass(item.type) or (isinstance(item.type, str) and item.type.endswith("Config")):
+            parser.add_class_arguments(
+                globals()[str(item.type)] if isinstance(item.type, str) else item.type, item.name
+            )
+        else:
+            default = item.default_factory() if item.default_factory is not dataclasses.MISSING else item.default
+            annotation = {"task": Literal["segmentation", "classification"], "seed": int, "output_dir": str}
+            parser.add_argument(f"--{item.name}", type=annotation.get(item.name, dict[str, Any]), default=default)
+    return parser
+
+
+def config_from_dict(values: dict[str, Any]) -> RunConfig:
+    """Build a :class:`RunConfig` from plain data (a parsed namespace's ``as_dict()`` or a stored config).
+
+    Raises:
+        ValueError: an unknown key, naming it and the valid ones.
+
+    Example:
+        >>> config_from_dict({"task": "classification", "method": {"name": "ls"}}).method.name
+        'ls'
+    """
+    return _build(RunConfig, {k: v for k, v in values.items() if k not in ("config", "__path__")}, "config")
+
+
+def _build(cls: Any, values: dict[str, Any], where: str) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ValueError(f"unknown key(s) {unknown} in {where}; valid: {sorted(fields)}.")
+    kwargs = {}
+    for name, value in values.items():
+        nested = globals().get(str(fields[name].type))
+        if nested is not None and dataclasses.is_dataclass(nested) and isinstance(value, dict):
+            value = _build(nested, value, f"{where}.{name}")
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def config_to_dict(config: RunConfig) -> dict[str, Any]:
+    """The config as plain data (YAML/JSON-able; stored in checkpoints and next to them).
+
+    Example:
+        >>> config_to_dict(RunConfig())["trainer"]["max_epochs"]
+        10
+    """
+    data = dataclasses.asdict(config)
+    data["output_dir"] = str(Path(config.output_dir))
+    return data

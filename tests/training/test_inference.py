@@ -1,0 +1,64 @@
+import json
+import math
+
+import pytest
+import torch
+from scipy.optimize import minimize_scalar
+
+from softlabels.training.config import config_from_dict
+from softlabels.training.inference import calibrate, evaluate
+from softlabels.training.run import load_run, train
+
+QUIET = {"accelerator": "cpu", "enable_progress_bar": False, "log_every_n_steps": 1}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    config = config_from_dict({
+        "task": "segmentation", "seed": 0, "output_dir": str(out),
+        "data": {"source": "synthetic_segmentation", "options": {"shape": [24, 24], "num_cases": [16, 8, 8]},
+                 "batch_size": 4},
+        "model": {"name": "small_unet"}, "method": {"name": "hard"}, "optimizer": {"name": "adamw", "lr": 0.01},
+        "trainer": {"max_epochs": 3, **QUIET},
+    })  # fmt: skip
+    train(config)
+    return out / "checkpoints" / "last.ckpt"
+
+
+def test_evaluate_writes_a_valid_report(trained, tmp_path):
+    paths = evaluate(trained, tmp_path / "report", split="test")
+    doc = json.loads(paths["json"].read_text())
+    assert len(doc["cases"]) == 8 and {"ece_top_label", "nll", "dice"} <= set(doc["summary"])
+    assert 0 <= doc["summary"]["ece_top_label"] <= 1
+    assert paths["png"].stat().st_size > 1000 and "Per case" in paths["markdown"].read_text()
+    val = evaluate(trained, tmp_path / "val", split="val")
+    assert json.loads(val["json"].read_text())["summary"] != doc["summary"]  # another split
+
+
+def test_calibrate_fits_the_nll_optimal_temperature_and_stores_it(trained, tmp_path):
+    target = tmp_path / "cal.ckpt"
+    summary = calibrate(trained, target)
+    _, dm, task = load_run(trained)
+    with torch.no_grad():
+        pairs = [(task.model(b["image"]).double(), b["true_probs"].double()) for b in dm.val_dataloader()]
+
+    def nll(t):
+        return sum(-(q * torch.log_softmax(z / math.exp(t), 1)).sum().item() for z, q in pairs)
+
+    best = math.exp(minimize_scalar(nll, bounds=(-3, 3), method="bounded", options={"xatol": 1e-9}).x)
+    assert summary["converged"] and summary["temperature"] == pytest.approx(best, rel=1e-4)
+    assert summary["nll_after"] <= summary["nll_before"] + 1e-12
+    _, _, calibrated = load_run(target)
+    assert calibrated.scaler.temperature_ == pytest.approx(summary["temperature"], rel=1e-6)
+    assert json.loads(target.with_suffix(".json").read_text())["temperature"] == summary["temperature"]
+    report = evaluate(target, tmp_path / "cal-report", split="val")
+    inputs = json.loads(report["json"].read_text())["provenance"]["inputs"]
+    assert inputs["temperature"] == pytest.approx(summary["temperature"])
+
+
+def test_evaluate_on_other_data_through_an_override(trained, tmp_path):
+    other = {"data": {"source": "synthetic_segmentation", "options": {"shape": [32, 32], "num_cases": [4, 2, 3]},
+                      "batch_size": 2}}  # fmt: skip
+    paths = evaluate(trained, tmp_path / "other", overrides=other)
+    assert len(json.loads(paths["json"].read_text())["cases"]) == 3
