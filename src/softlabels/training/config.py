@@ -34,6 +34,7 @@ class DataConfig:
 
     source: str = "synthetic_segmentation"
     options: dict[str, Any] = field(default_factory=dict)
+    train_transforms: list[dict[str, Any]] | None = None
     batch_size: int = 8
     eval_batch_size: int | None = None
     num_workers: int = 0

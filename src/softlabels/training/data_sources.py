@@ -7,13 +7,13 @@ A config names its data as ``{"source": <name>, "options": {...}}``; :func:`buil
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from softlabels._options import look_up_option
 from softlabels.data.datamodule import SoftLabelDataModule
 
-__all__ = ["DATA_SOURCES", "build_datamodule"]
+__all__ = ["DATA_SOURCES", "build_datamodule", "build_transforms"]
 
 Loader = dict[str, Any]  # batch_size, eval_batch_size, num_workers
 
@@ -61,6 +61,39 @@ def _lidc(options: dict[str, Any], loader: Loader, seed: int, task: str) -> Soft
     build = dict(options.pop("build", {}))
     options.setdefault("split_seed", seed)
     return lidc_datamodule(load_lidc_nodules(**build), task=task, **loader, shuffle_seed=seed, **options)  # type: ignore[arg-type]
+
+
+def build_transforms(spec: Sequence[Mapping[str, Any]] | None) -> Any:
+    """A ``monai.transforms.Compose`` of MONAI dictionary transforms given by name, or ``None``.
+
+    Each item is ``{"name": <a class of monai.transforms>, "keys": [...], "options": {...}}``, e.g.
+    ``{"name": "RandSpatialCropd", "keys": ["image", "label"], "options": {"roi_size": [128, 128, 128]}}``.
+
+    Raises:
+        ValueError: an unknown transform name (with the closest match) or bad options (MONAI's message).
+
+    Example:
+        >>> type(build_transforms([{"name": "RandFlipd", "keys": ["image"], "options": {"prob": 0.5}}]).transforms[0])
+        <class 'monai.transforms.spatial.dictionary.RandFlipd'>
+    """
+    if not spec:
+        return None
+    import monai.transforms as mt
+
+    names = [n for n in dir(mt) if n[:1].isupper() and isinstance(getattr(mt, n), type)]
+    steps = []
+    for item in spec:
+        unknown = sorted(set(item) - {"name", "keys", "options"})
+        if unknown:
+            raise ValueError(
+                f"transform {dict(item)!r} has unknown key(s) {unknown}; valid: ['keys', 'name', 'options']."
+            )
+        name = look_up_option("data.train_transforms.name", item.get("name"), names, where="the run config")
+        try:
+            steps.append(getattr(mt, name)(keys=list(item.get("keys", ["image"])), **dict(item.get("options", {}))))
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"transform {name!r} of the run config could not be built: {err}") from err
+    return mt.Compose(steps)
 
 
 def _folder(layout: str) -> Callable[[dict[str, Any], Loader, int, str], SoftLabelDataModule]:
@@ -121,6 +154,7 @@ def build_datamodule(
     batch_size: int = 8,
     eval_batch_size: int | None = None,
     num_workers: int = 0,
+    train_transforms: Sequence[Mapping[str, Any]] | None = None,
 ) -> SoftLabelDataModule:
     """The DataModule of a named source for ``task``.
 
@@ -132,6 +166,8 @@ def build_datamodule(
         batch_size: training batch size.
         eval_batch_size: validation/test batch size (``None``: ``batch_size``).
         num_workers: DataLoader workers.
+        train_transforms: MONAI dictionary transforms by name for the training split (:func:`build_transforms`;
+            the folder, ImageFolder and MedMNIST sources).
 
     Raises:
         ValueError: unknown source (the valid ones are listed) or a source that does not serve ``task``; the
@@ -147,4 +183,9 @@ def build_datamodule(
     if task not in tasks:
         raise ValueError(f"data source {name!r} serves {list(tasks)}; the run's task is {task!r}.")
     loader = {"batch_size": batch_size, "eval_batch_size": eval_batch_size, "num_workers": num_workers}
-    return builder(dict(options or {}), loader, seed, task)
+    options = dict(options or {})
+    if train_transforms:
+        if name not in ("folder", "qubiq", "image_folder", "medmnist"):
+            raise ValueError(f"data.train_transforms are supported for folder sources only; got source {name!r}.")
+        options["train_transform"] = build_transforms(train_transforms)
+    return builder(options, loader, seed, task)

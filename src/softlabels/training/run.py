@@ -70,7 +70,7 @@ def build_run(config: RunConfig) -> tuple[SoftLabelDataModule, SoftLabelTask]:
     data = config.data
     dm = build_datamodule(
         data.source, data.options, task=config.task, seed=config.seed, batch_size=data.batch_size,
-        eval_batch_size=data.eval_batch_size, num_workers=data.num_workers,
+        eval_batch_size=data.eval_batch_size, num_workers=data.num_workers, train_transforms=data.train_transforms,
     )  # fmt: skip
     num_classes, dims, channels = _data_shape(dm)
     model = create_model(

@@ -184,7 +184,8 @@ class SoftLabelTask(L.LightningModule):
 
     def configure_callbacks(self) -> list[L.Callback]:
         """The method's batch and epoch hooks (OLS accumulators and update), once per trainer."""
-        present = self._trainer is not None and any(isinstance(c, MethodHooks) for c in self.trainer.callbacks)
+        callbacks: Any = self.trainer.callbacks if self._trainer is not None else []  # type: ignore[attr-defined]
+        present = any(isinstance(c, MethodHooks) for c in callbacks)
         return [] if present else [MethodHooks()]
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
