@@ -13,7 +13,7 @@ from softlabels.metrics.functional import (
     top_k_accuracy,
 )
 from softlabels.metrics.functional.regions import boundary_band
-from softlabels.training.evaluation import MetricSuite, batch_references
+from softlabels.training.evaluation import CaseNames, MetricSuite, batch_references
 
 
 def seg_batches(seed):
@@ -84,3 +84,10 @@ def test_bad_options_raise():
         MetricSuite("classification", 2, names=("compactness",))
     with pytest.raises(ValueError, match=r"`reference` of MetricSuite .*got 'soft'"):
         MetricSuite("segmentation", 2, reference="soft")
+
+
+def test_case_names_are_unique_in_loader_order_even_against_given_names():
+    names = CaseNames()
+    first = names({"case": ["p1", "p1_1", "p1"]}, 3)  # the third "p1" skips the given "p1_1"
+    assert first == ["p1", "p1_1", "p1_2"]
+    assert names({"case": ("p2",)}, 1) == ["p2"] and names({"image": None}, 2) == ["case_00004", "case_00005"]

@@ -24,7 +24,7 @@ from softlabels.calibration import TemperatureScaler
 from softlabels.data.prediction_files import Case
 from softlabels.metrics import CalibrationError
 from softlabels.training.checkpoint_io import AtomicCheckpointIO, load_checkpoint
-from softlabels.training.evaluation import MetricSuite, batch_references
+from softlabels.training.evaluation import CaseNames, MetricSuite, batch_references
 from softlabels.training.run import load_run
 from softlabels.training.task import SoftLabelTask
 
@@ -47,16 +47,13 @@ def split_loader(dm: Any, split: str) -> Any:
 
 def _cases(task: SoftLabelTask, loader: Any, soft_wanted: bool) -> Iterator[Case]:
     """One :class:`Case` per sample: the calibrated prediction and its reference (soft when asked and present)."""
-    index = 0
+    case_names = CaseNames()
     with torch.no_grad():
         for batch in loader:
             probs = torch.softmax(task.predict_logits(batch["image"]).float(), dim=1)
             hard, soft = batch_references(batch, task.num_classes, task.spatial_dims)
             target = soft if (soft_wanted and soft is not None) else hard
-            names = batch.get("case")
-            for i in range(len(probs)):
-                name = str(names[i]) if isinstance(names, list | tuple) else f"case_{index:05d}"
-                index += 1
+            for i, name in enumerate(case_names(batch, len(probs))):
                 yield Case(name, probs[i : i + 1], target[i : i + 1], None)
 
 

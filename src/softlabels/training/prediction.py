@@ -10,6 +10,9 @@ Segmentation outputs, per case, in ``output/``:
   task: a single map). Masks are nested by construction: the mask at 0.9 lies inside the mask at 0.1;
 - ``predictions.json``: the files, the thresholds and the temperature used.
 
+``<case>`` is the sample's name (:class:`~softlabels.training.evaluation.CaseNames`: its ``"case"``, with ``_1``,
+``_2``, … appended when a source's case holds several samples, e.g. the nodules of one LIDC patient).
+
 Classification: ``predictions.csv`` (case, the probability of each class, the predicted class).
 """
 
@@ -28,6 +31,7 @@ import torch
 from torch import Tensor
 
 from softlabels.bench.report import atomic_write
+from softlabels.training.evaluation import CaseNames
 from softlabels.training.inference import split_loader
 from softlabels.training.run import load_run
 
@@ -148,16 +152,14 @@ def predict(
         return _predict_classes(task, split_loader(dm, split), out)
     loader = _input_loader(input_root, task.num_classes) if input_root is not None else split_loader(dm, split)
     files: list[str] = []
-    index = 0
+    case_names = CaseNames()
     with torch.no_grad():
         for batch in loader:
             probs = torch.softmax(task.predict_logits(batch["image"]).float(), dim=1)
-            names, affines = batch.get("case"), batch.get("affine")
-            for i in range(len(probs)):
-                name = str(names[i]) if isinstance(names, list | tuple) else f"case_{index:05d}"
+            affines = batch.get("affine")
+            for i, name in enumerate(case_names(batch, len(probs))):
                 affine = affines[i] if isinstance(affines, Tensor) else None
                 files += _write_case(out, name, probs[i], affine, levels)
-                index += 1
     manifest: dict[str, Any] = {"checkpoint": str(checkpoint), "thresholds": list(levels), "files": files}
     manifest["temperature"] = task.scaler.temperature_
     _write(out / "predictions.json", (json.dumps(manifest, indent=2) + "\n").encode())
@@ -166,15 +168,12 @@ def predict(
 
 def _predict_classes(task: Any, loader: Any, out: Path) -> dict[str, Any]:
     rows: list[list[Any]] = []
-    index = 0
+    case_names = CaseNames()
     with torch.no_grad():
         for batch in loader:
             probs = torch.softmax(task.predict_logits(batch["image"]).float(), dim=1)
-            names = batch.get("case")
-            for i, row in enumerate(probs.tolist()):
-                name = str(names[i]) if isinstance(names, list | tuple) else f"case_{index:05d}"
+            for name, row in zip(case_names(batch, len(probs)), probs.tolist(), strict=True):
                 rows.append([name, *row, int(np.argmax(row))])
-                index += 1
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["case", *[f"p{c}" for c in range(task.num_classes)], "predicted"])

@@ -9,6 +9,7 @@ has synced their (summable) states across processes.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -126,7 +127,7 @@ class SoftLabelTask(L.LightningModule):
         model: Any = self.model
         if wants_features and hasattr(model, "forward_features") and hasattr(model, "forward_head"):
             features = model.forward_features(image)
-            return features, self.scaler(model.forward_head(features))
+            return _embedding(model, features), self.scaler(model.forward_head(features))
         return None, self.predict_logits(image)
 
     # --- training -----------------------------------------------------------------------------------------------
@@ -223,3 +224,12 @@ class ClassificationTask(SoftLabelTask):
 
     def __init__(self, model: nn.Module, method: Method, **kwargs: Any) -> None:
         super().__init__(model, method, task="classification", **kwargs)
+
+
+def _embedding(model: Any, features: Tensor) -> Tensor:
+    """The pooled ``(N, F)`` embedding: ours are pooled already; timm's unpooled maps go through its pre-logits head."""
+    if features.ndim == 2:
+        return features
+    if "pre_logits" in inspect.signature(model.forward_head).parameters:
+        return model.forward_head(features, pre_logits=True).flatten(1)  # type: ignore[no-any-return]
+    return features.flatten(2).mean(dim=2)
