@@ -41,3 +41,15 @@ def test_small_unet(spatial_dims):
     assert sum(p.numel() for p in model.parameters()) < 10_000  # 1,973 in 2D, 5,861 in 3D
     x = torch.randn(1, 2, *(6,) * spatial_dims)
     assert model(x).shape == (1, 3, *(6,) * spatial_dims)
+
+
+def test_small_cnn_norms_and_per_sample_layer_norm():
+    kinds = {k: SmallCNN(in_channels=1, num_classes=2, norm=k) for k in ("batch", "layer", "none")}
+    assert isinstance(kinds["batch"].features[1], torch.nn.BatchNorm2d)
+    assert isinstance(kinds["layer"].features[1], torch.nn.GroupNorm) and kinds["layer"].features[1].num_groups == 1
+    assert isinstance(kinds["none"].features[1], torch.nn.Identity)
+    x = torch.randn(4, 1, 8, 8)
+    model = kinds["layer"].train()
+    torch.testing.assert_close(torch.cat([model(x[:2]), model(x[2:])]), model(x))  # no batch statistics
+    with pytest.raises(ValueError, match=r"`norm` of SmallCNN must be one of \['batch', 'layer', 'none'\]; got 'bn'"):
+        SmallCNN(in_channels=1, num_classes=2, norm="bn")

@@ -134,13 +134,27 @@ def epoch_data():
     return 2 * torch.randn(9, 4, generator=g), torch.randint(0, 4, (9,), generator=g)
 
 
+class _WithSmoother(torch.nn.Module):
+    def __init__(self, ols: OnlineLabelSmoother) -> None:
+        super().__init__()
+        self.net, self.ols = torch.nn.Linear(1, 1), ols
+
+    def forward(self, x):
+        return self.net(x)
+
+
 def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
     logits, labels = epoch_data()
     part = slice(0, 5) if rank == 0 else slice(5, 9)  # uneven shards
     ols = OnlineLabelSmoother(4)
-    ols.accumulate(logits[part], labels[part])
+    # inside a DDP-wrapped model, as in training: DDP overwrites buffers with rank 0's at every forward pass
+    ddp = torch.nn.parallel.DistributedDataParallel(_WithSmoother(ols))
+    for step in range(2):  # two steps: the second forward would erase rank 1's first accumulation if it were a buffer
+        ddp(torch.zeros(1, 1)).sum().backward()
+        own = list(range(part.start, part.stop))[step::2]
+        ols.accumulate(logits[own], labels[own])
     ols.update()
     torch.save(ols.state_dict(), os.path.join(out_dir, f"rank{rank}.pt"))
     dist.destroy_process_group()
@@ -163,4 +177,15 @@ def test_two_processes_give_the_single_process_matrix(tmp_path):
     for rank in range(2):
         state = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
         torch.testing.assert_close(state["soft_labels"], single.soft_labels, rtol=1e-6, atol=1e-9)
-        assert state["counts"].sum() == 0 and not math.isnan(float(state["soft_labels"].sum()))
+        assert state["_extra_state"]["counts"].sum() == 0 and not math.isnan(float(state["soft_labels"].sum()))
+
+
+def test_accumulators_are_extra_state_not_buffers():
+    ols = OnlineLabelSmoother(3)
+    assert [name for name, _ in ols.named_buffers()] == ["soft_labels"]  # DDP broadcasts buffers only
+    ols.accumulate(torch.tensor([[3.0, 0.0, 0.0]]), torch.tensor([0]))
+    ols.half()
+    assert ols.sums.dtype == torch.float64 and ols.counts.dtype == torch.int64 and ols.counts.tolist() == [1, 0, 0]
+    assert set(ols.state_dict()) == {"soft_labels", "_extra_state"}
+    with pytest.raises(ValueError, match=r"must hold `sums` \(3, 3\) and `counts` \(3,\)"):
+        ols.load_state_dict({"soft_labels": torch.eye(3), "_extra_state": {"sums": torch.zeros(2, 2)}})

@@ -1,7 +1,7 @@
 """Tiny networks for tests and smoke runs (2D and 3D): ``small_cnn`` (classification) and ``small_unet``.
 
-``small_cnn`` is a few-thousand-parameter CNN (3×3 convolution, BatchNorm and ReLU per width, stride 2 after the
-first, global average pooling, a linear head); ``small_unet`` is a two-level MONAI ``UNet`` (8 and 16 channels).
+``small_cnn`` is a few-thousand-parameter CNN (3×3 convolution, a normalisation and ReLU per width, stride 2 after
+the first, global average pooling, a linear head); ``small_unet`` is a two-level MONAI ``UNet`` (8 and 16 channels).
 """
 
 from __future__ import annotations
@@ -18,16 +18,25 @@ __all__ = ["SmallCNN"]
 
 CONV: dict[int, type[nn.Module]] = {2: nn.Conv2d, 3: nn.Conv3d}
 NORM: dict[int, type[nn.Module]] = {2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
+NORMS = ("batch", "layer", "none")
+
+
+def _norm(kind: str, width: int, spatial_dims: int) -> nn.Module:
+    if kind == "batch":
+        return NORM[spatial_dims](width)
+    return nn.GroupNorm(1, width) if kind == "layer" else nn.Identity()
 
 
 class SmallCNN(nn.Module):
-    """A tiny CNN: ``conv3-BN-ReLU`` per width (stride 1, then 2), global average pooling, a linear head.
+    """A tiny CNN: ``conv3-norm-ReLU`` per width (stride 1, then 2), global average pooling, a linear head.
 
     Args:
         in_channels: input channels.
         num_classes: output classes.
         spatial_dims: 2 or 3.
         channels: the convolution widths; the last one is ``num_features``.
+        norm: ``"batch"`` (BatchNorm), ``"layer"`` (``GroupNorm(1, width)``: per sample, so a batch split across
+            processes computes what one process computes; SyncBatchNorm needs GPUs) or ``"none"``.
 
     Example:
         >>> model = SmallCNN(in_channels=1, num_classes=3, spatial_dims=3)
@@ -37,9 +46,17 @@ class SmallCNN(nn.Module):
     """
 
     def __init__(
-        self, *, in_channels: int, num_classes: int, spatial_dims: int = 2, channels: Sequence[int] = (8, 16)
+        self,
+        *,
+        in_channels: int,
+        num_classes: int,
+        spatial_dims: int = 2,
+        channels: Sequence[int] = (8, 16),
+        norm: str = "batch",
     ) -> None:
         super().__init__()
+        if norm not in NORMS:
+            raise ValueError(f"`norm` of SmallCNN must be one of {list(NORMS)}; got {norm!r}.")
         if spatial_dims not in CONV:
             raise ValueError(f"`spatial_dims` of SmallCNN must be 2 or 3; got {spatial_dims!r}.")
         if len(channels) < 1:
@@ -48,7 +65,7 @@ class SmallCNN(nn.Module):
         previous = in_channels
         for i, width in enumerate(channels):
             conv = CONV[spatial_dims](previous, width, kernel_size=3, stride=1 if i == 0 else 2, padding=1, bias=False)
-            layers += [conv, NORM[spatial_dims](width), nn.ReLU(inplace=True)]
+            layers += [conv, _norm(norm, width, spatial_dims), nn.ReLU(inplace=True)]
             previous = width
         self.features = nn.Sequential(*layers)
         self.num_features = int(channels[-1])
@@ -70,10 +87,12 @@ class SmallCNN(nn.Module):
 
 @register_model("small_cnn", task="classification", head=("head",))
 def _small_cnn(
-    *, in_channels: int, num_classes: int, spatial_dims: int, channels: Sequence[int] = (8, 16)
+    *, in_channels: int, num_classes: int, spatial_dims: int, channels: Sequence[int] = (8, 16), norm: str = "batch"
 ) -> nn.Module:
-    """A tiny CNN for tests (two conv-BN-ReLU layers of 8 and 16 channels, ~1-4 thousand parameters)."""
-    return SmallCNN(in_channels=in_channels, num_classes=num_classes, spatial_dims=spatial_dims, channels=channels)
+    """A tiny CNN for tests (two conv-norm-ReLU layers of 8 and 16 channels, ~1-4 thousand parameters)."""
+    return SmallCNN(
+        in_channels=in_channels, num_classes=num_classes, spatial_dims=spatial_dims, channels=channels, norm=norm
+    )
 
 
 @register_model("small_unet", task="segmentation", head=("model.2",))

@@ -4,13 +4,16 @@ Spec §2.1. The state is the class-wise soft-label matrix ``S (C, C)`` (row ``c`
 read at loss time and constant within an epoch, plus this epoch's accumulators: ``A (C, C)``, the sum of the
 predicted distributions of the correctly classified samples of each class (float32 within a batch, float64 across
 batches), and ``n (C,)``, their count (int64). At the end of an epoch ``S[c] = A[c] / n[c]``; only the previous
-epoch is used (no running average). Everything is a buffer, so it is saved in ``state_dict`` (checkpoints) and
-moved with ``.to(device)``; under DDP ``A`` and ``n`` are all-reduced (summed) before the update, so every process
-holds the same ``S``.
+epoch is used (no running average). ``S`` is a buffer; ``A`` and ``n`` are the module's *extra state*: saved in
+``state_dict`` (checkpoints, mid-epoch too) and moved with ``.to(device)``, but not buffers, because
+``DistributedDataParallel`` overwrites every buffer with rank 0's at each forward pass (``broadcast_buffers``),
+which would discard the other processes' accumulators. Under DDP ``A`` and ``n`` are all-reduced (summed) before
+the update, so every process holds the same ``S``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -90,8 +93,33 @@ class OnlineLabelSmoother(nn.Module):
         c = self.num_classes
         start = torch.full((c, c), 1.0 / c, dtype=torch.float64) if self.init == "uniform" else torch.zeros(c, c)
         self.register_buffer("soft_labels", start.to(torch.float64))
-        self.register_buffer("sums", torch.zeros(c, c, dtype=torch.float64))
-        self.register_buffer("counts", torch.zeros(c, dtype=torch.int64))
+        self.sums = torch.zeros(c, c, dtype=torch.float64)  # extra state, not buffers: see the module docstring
+        self.counts = torch.zeros(c, dtype=torch.int64)
+
+    def get_extra_state(self) -> dict[str, Tensor]:
+        """The accumulators ``A`` and ``n`` (saved in ``state_dict``)."""
+        return {"sums": self.sums, "counts": self.counts}
+
+    def set_extra_state(self, state: dict[str, Tensor]) -> None:
+        """Restore the accumulators from ``state_dict`` (shapes checked)."""
+        c = self.num_classes
+        sums, counts = state.get("sums"), state.get("counts")
+        if (
+            not isinstance(sums, Tensor)
+            or not isinstance(counts, Tensor)
+            or (sums.shape, counts.shape) != ((c, c), (c,))
+        ):
+            raise ValueError(f"OnlineLabelSmoother state must hold `sums` ({c}, {c}) and `counts` ({c},).")
+        device = self.soft_labels.device
+        self.sums = sums.to(device=device, dtype=torch.float64).clone()
+        self.counts = counts.to(device=device, dtype=torch.int64).clone()
+
+    def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> OnlineLabelSmoother:
+        """Move the accumulators with the module (device only: they stay float64 / int64)."""
+        out = super()._apply(fn, recurse)
+        device = self.soft_labels.device
+        self.sums, self.counts = self.sums.to(device), self.counts.to(device)
+        return out  # type: ignore[no-any-return]
 
     def forward(self, labels: Tensor) -> Tensor:
         """Rows ``S[y]`` as a target ``(N, C, *spatial)`` for labels ``(N, *spatial)`` (ignored voxels: zeros)."""

@@ -67,6 +67,7 @@ class TrainerConfig:
     devices: int | str = 1
     num_nodes: int = 1
     strategy: str = "auto"
+    sync_batchnorm: bool = False
     precision: str = "32-true"
     deterministic: bool = False
     log_every_n_steps: int = 10
