@@ -149,6 +149,9 @@ def _run_score(args: argparse.Namespace) -> int:
 
 def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue from output_dir/checkpoints/last.ckpt")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="train anew into an output_dir that holds an earlier run's checkpoints"
+    )
     parser.set_defaults(options=[])  # --config FILE and --section.key value overrides: parsed by the run parser
 
 
@@ -164,7 +167,12 @@ def _run_train(args: argparse.Namespace) -> int:
         namespace = parser.parse_args(args.options)
     except Exception as err:  # jsonargparse's ArgumentError: a bad key, type or value
         raise ValueError(str(err).strip()) from err
-    metrics = train(config_from_dict(namespace.as_dict()), resume=args.resume)
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    try:
+        metrics = train(config_from_dict(namespace.as_dict()), resume=args.resume, overwrite=args.overwrite)
+    except MisconfigurationException as err:  # Lightning's check of the trainer options (devices, accelerator)
+        raise ValueError(f"trainer options: {err}") from err
     print("final validation metrics: " + ", ".join(f"{k} {v:.4g}" for k, v in sorted(metrics.items())))
     return 0
 
@@ -283,7 +291,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, command in COMMANDS.items():
-        sub_parser = sub.add_parser(name, help=command.help, description=command.help, add_help=name != "train")
+        sub_parser = sub.add_parser(
+            name, help=command.help, description=command.help, add_help=name != "train", allow_abbrev=False
+        )
         command.add_arguments(sub_parser)
         sub_parser.set_defaults(run=command.run)
     return parser

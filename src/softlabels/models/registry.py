@@ -190,7 +190,7 @@ def create_model(
         )
         head: tuple[str, ...] = tuple(filter(None, [getattr(model, "pretrained_cfg", {}).get("classifier")]))
     else:
-        info = model_info(name)
+        info = _REGISTRY[look_up_option("name", name, _REGISTRY, where="create_model")]
         _check_options(info, spatial_dims, kwargs)
         model = info.builder(in_channels=in_channels, num_classes=num_classes, spatial_dims=spatial_dims, **kwargs)
         head = info.head

@@ -126,7 +126,7 @@ def config_parser(prog: str, description: str) -> Any:
     """
     from jsonargparse import ActionConfigFile, ArgumentParser
 
-    parser = ArgumentParser(prog=prog, description=description, exit_on_error=False)
+    parser = ArgumentParser(prog=prog, description=description, exit_on_error=False, allow_abbrev=False)
     parser.add_argument(
         "--config", action=ActionConfigFile, help="a YAML run configuration (later options override it)"
     )

@@ -130,36 +130,54 @@ def make_trainer(config: RunConfig, *, callbacks: Sequence[L.Callback] = (), **o
         dirpath=out / "checkpoints", filename="epoch={epoch:03d}", auto_insert_metric_name=False, save_top_k=-1,
         every_n_epochs=1, save_last=True,
     )  # fmt: skip
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
     options = {k: v for k, v in vars(config.trainer).items() if v is not None}
     options |= overrides
-    return L.Trainer(
-        default_root_dir=out, callbacks=[checkpoints, *callbacks], logger=CSVLogger(save_dir=out, name="logs"),
-        plugins=[AtomicCheckpointIO()], **options,
-    )  # fmt: skip
+    try:
+        return L.Trainer(
+            default_root_dir=out, callbacks=[checkpoints, *callbacks], logger=CSVLogger(save_dir=out, name="logs"),
+            plugins=[AtomicCheckpointIO()], **options,
+        )  # fmt: skip
+    except (MisconfigurationException, ImportError) as err:  # e.g. devices=0, accelerator="tpu" without torch_xla
+        raise ValueError(f"trainer options: {err}") from err
 
 
 def _write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda handle: handle.write(text.encode()))
 
 
-def train(config: RunConfig, *, resume: bool = False, callbacks: Sequence[L.Callback] = ()) -> dict[str, float]:
+def train(
+    config: RunConfig, *, resume: bool = False, overwrite: bool = False, callbacks: Sequence[L.Callback] = ()
+) -> dict[str, float]:
     """Train a configured run; return (and write to ``final_metrics.json``) the final validation metrics.
 
     Args:
         config: the run.
         resume: continue from ``output_dir/checkpoints/last.ckpt``.
+        overwrite: train anew although ``output_dir/checkpoints`` holds an earlier run's checkpoints (they are
+            deleted first, so no stale epoch is mistaken for this run's).
         callbacks: extra Lightning callbacks.
 
     Raises:
         FileNotFoundError: ``resume`` without a ``last.ckpt``.
+        ValueError: checkpoints of an earlier run in ``output_dir`` without ``resume`` or ``overwrite``.
     """
     out = Path(config.output_dir)
     last = out / "checkpoints" / "last.ckpt"
     if resume and not last.is_file():
         raise FileNotFoundError(f"nothing to resume: {str(last)!r} does not exist (train once without --resume).")
+    earlier = sorted((out / "checkpoints").glob("*.ckpt")) if not resume else []
+    if earlier and not overwrite:
+        raise ValueError(
+            f"output_dir {str(out)!r} holds checkpoints of an earlier run ({earlier[0].name}, ...); pass --resume to "
+            "continue it, --overwrite to replace it, or choose another --output_dir."
+        )
     dm, task = build_run(config)
     trainer = make_trainer(config, callbacks=callbacks)
     if trainer.is_global_zero:
+        for stale in earlier:
+            stale.unlink()
         out.mkdir(parents=True, exist_ok=True)
         _write_text(out / "config.yaml", yaml.safe_dump(config_to_dict(config), sort_keys=False))
     trainer.fit(task, datamodule=dm, ckpt_path=str(last) if resume else None)
