@@ -317,6 +317,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if rest and args.command != "train":
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     args.options = rest
+    if args.command == "train" and not rest:  # all defaults would train for minutes into ./outputs/run by accident
+        parser.error("train needs --config FILE and/or --section.key overrides (configs/cpu/ holds examples)")
     try:
         return int(args.run(args))
     except USER_ERRORS as err:

@@ -38,7 +38,9 @@ def test_segmentation_voxels_and_hooks_update_the_matrix_between_epochs():
 
 def test_state_is_in_state_dict():
     loss = OnlineLabelSmoothingLoss(3)
-    assert {"smoother.soft_labels", "smoother.sums", "smoother.counts"} <= set(loss.state_dict())
+    state = loss.state_dict()
+    assert {"smoother.soft_labels", "smoother._extra_state"} <= set(state)
+    assert set(state["smoother._extra_state"]) == {"sums", "counts"}  # the accumulators, checkpointed
 
 
 def test_bad_inputs_raise():

@@ -24,8 +24,9 @@ class OnlineLabelSmoothingLoss(VoxelLoss):
     ``S`` is frozen within an epoch. The training loop calls :meth:`on_train_batch_end` with the training logits
     after each step (correct predictions are accumulated, no gradient) and :meth:`on_train_epoch_end` after each
     epoch (``S`` is updated; under DDP the accumulators are summed over processes first). The state lives in
-    ``self.smoother``'s buffers, i.e. in ``state_dict``. ``α = 0.5`` as the CIFAR/ImageNet code; the fine-grained
-    code uses ``1·CE + 1·SCE``, the same mix at twice the scale (twice the learning rate). Hard labels only.
+    ``self.smoother`` (``S`` a buffer, the accumulators extra state), i.e. in ``state_dict``. ``α = 0.5`` as the
+    CIFAR/ImageNet code; the fine-grained code uses ``1·CE + 1·SCE``, the same mix at twice the scale (twice the
+    learning rate). Hard labels only.
     Segmentation (per-voxel OLS) is not defined by the sources: experimental.
 
     Shapes: ``input (N, C, *spatial)`` logits; ``target (N, *spatial)`` integer.

@@ -100,7 +100,15 @@ class InferenceConfig:
 
 @dataclass
 class RunConfig:
-    """One run: task, data, model, method, optimisation, trainer, evaluation, inference, output folder."""
+    """One run: task, data, model, method, optimisation, trainer, evaluation, inference, output folder.
+
+    The sections are the keys of a ``softlabels train`` YAML config (docs/training.md); every field has a default.
+
+    Example:
+        >>> config = RunConfig(task="classification", output_dir="outputs/ols")
+        >>> config.method.name, config.trainer.max_epochs, config.optimizer["name"]
+        ('hard', 10, 'adamw')
+    """
 
     task: Literal["segmentation", "classification"] = "segmentation"
     seed: int = 0

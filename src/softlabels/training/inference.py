@@ -34,7 +34,17 @@ SPLIT_NAMES = ("train", "val", "test")
 
 
 def split_loader(dm: Any, split: str) -> Any:
-    """The evaluation-order loader of ``split`` (``train`` without shuffling)."""
+    """The evaluation-order loader of ``split`` (``train`` without shuffling).
+
+    Example:
+        >>> from softlabels.training.config import config_from_dict
+        >>> from softlabels.training.run import build_run
+        >>> config = config_from_dict({"task": "classification", "model": {"name": "small_cnn"},
+        ...     "data": {"source": "synthetic_classification", "options": {"num_items": [16, 8, 8]}}})
+        >>> dm, _ = build_run(config)
+        >>> len(split_loader(dm, "train").dataset), len(split_loader(dm, "test").dataset)
+        (16, 8)
+    """
     split = look_up_option("split", split, SPLIT_NAMES, where="evaluate")
     if split == "val":
         return dm.val_dataloader()
@@ -88,6 +98,21 @@ def evaluate(
     Segmentation: per case and pooled (ECE top-label/classwise/foreground/boundary, MCE, Brier, NLL, Dice, HD95 and,
     with a soft reference, the QUBIQ thresholded Dice). Classification: Top-1/Top-5, ECE, classwise ECE, Brier,
     NLL, embedding compactness. The reference follows ``evaluation.reference`` of the run config.
+
+    Example:
+        >>> import tempfile
+        >>> from softlabels.training.config import config_from_dict
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> config = config_from_dict({"task": "classification", "output_dir": tmp.name, "model": {"name": "small_cnn"},
+        ...     "data": {"source": "synthetic_classification", "options": {"num_items": [16, 8, 8]}},
+        ...     "trainer": {"max_epochs": 1, "enable_progress_bar": False}})
+        >>> from softlabels.training.run import train
+        >>> _ = train(config)
+        >>> checkpoint = f"{tmp.name}/checkpoints/last.ckpt"
+        >>> paths = evaluate(checkpoint, f"{tmp.name}/report", split="test")
+        >>> sorted(paths), all(p.is_file() for p in paths.values())
+        (['json', 'markdown', 'png'], True)
+        >>> tmp.cleanup()
     """
     config, dm, task = load_run(checkpoint, overrides)
     loader = split_loader(dm, split)
@@ -136,6 +161,23 @@ def calibrate(checkpoint: str | Path, output: str | Path | None = None) -> dict[
     Returns:
         ``{"temperature", "nll_before", "nll_after", "passes", "converged", "checkpoint"}`` (also written as JSON
         beside the output checkpoint).
+
+    Example:
+        >>> import tempfile
+        >>> from softlabels.training.config import config_from_dict
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> config = config_from_dict({"task": "classification", "output_dir": tmp.name, "model": {"name": "small_cnn"},
+        ...     "data": {"source": "synthetic_classification", "options": {"num_items": [16, 8, 8]}},
+        ...     "trainer": {"max_epochs": 1, "enable_progress_bar": False}})
+        >>> from softlabels.training.run import train
+        >>> _ = train(config)
+        >>> checkpoint = f"{tmp.name}/checkpoints/last.ckpt"
+        >>> summary = calibrate(checkpoint)
+        >>> summary["temperature"] > 0 and summary["nll_after"] <= summary["nll_before"] + 1e-9
+        True
+        >>> Path(summary["checkpoint"]).name
+        'calibrated.ckpt'
+        >>> tmp.cleanup()
     """
     config, dm, task = load_run(checkpoint)
     stream = _ValidationLogits(task, dm.val_dataloader(), config.evaluation.reference == "auto")

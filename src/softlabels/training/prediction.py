@@ -142,6 +142,21 @@ def predict(
 
     Raises:
         ValueError: bad thresholds, a classification run given an image folder, unreadable inputs (named).
+
+    Example:
+        >>> import tempfile
+        >>> from softlabels.training.config import config_from_dict
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> config = config_from_dict({"task": "classification", "output_dir": tmp.name, "model": {"name": "small_cnn"},
+        ...     "data": {"source": "synthetic_classification", "options": {"num_items": [16, 8, 8]}},
+        ...     "trainer": {"max_epochs": 1, "enable_progress_bar": False}})
+        >>> from softlabels.training.run import train
+        >>> _ = train(config)
+        >>> checkpoint = f"{tmp.name}/checkpoints/last.ckpt"
+        >>> manifest = predict(checkpoint, f"{tmp.name}/predictions", split="test")
+        >>> sorted(manifest), manifest["temperature"]
+        (['files', 'temperature'], 1.0)
+        >>> tmp.cleanup()
     """
     levels = check_thresholds(thresholds)
     config, dm, task = load_run(checkpoint)

@@ -103,6 +103,21 @@ def load_run(
 
     Raises:
         FileNotFoundError / ValueError: missing, corrupt or foreign checkpoint.
+
+    Example:
+        >>> import tempfile
+        >>> from softlabels.training.config import config_from_dict
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> config = config_from_dict({"task": "classification", "output_dir": tmp.name, "model": {"name": "small_cnn"},
+        ...     "data": {"source": "synthetic_classification", "options": {"num_items": [16, 8, 8]}},
+        ...     "trainer": {"max_epochs": 1, "enable_progress_bar": False}})
+        >>> from softlabels.training.run import train
+        >>> _ = train(config)
+        >>> checkpoint = f"{tmp.name}/checkpoints/last.ckpt"
+        >>> stored, dm, task = load_run(checkpoint)
+        >>> stored.model.name, type(task).__name__, task.training
+        ('small_cnn', 'ClassificationTask', False)
+        >>> tmp.cleanup()
     """
     state = load_checkpoint(checkpoint)
     stored = state.get("softlabels_config")
@@ -162,6 +177,20 @@ def train(
     Raises:
         FileNotFoundError: ``resume`` without a ``last.ckpt``.
         ValueError: checkpoints of an earlier run in ``output_dir`` without ``resume`` or ``overwrite``.
+
+    Example:
+        >>> import tempfile
+        >>> from softlabels.training.config import config_from_dict
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> config = config_from_dict({"task": "classification", "output_dir": tmp.name, "model": {"name": "small_cnn"},
+        ...     "data": {"source": "synthetic_classification", "options": {"num_items": [16, 8, 8]}},
+        ...     "trainer": {"max_epochs": 1, "enable_progress_bar": False}})
+        >>> metrics = train(config)
+        >>> sorted(p.name for p in (Path(tmp.name) / "checkpoints").iterdir())
+        ['epoch=000.ckpt', 'last.ckpt']
+        >>> 0 <= metrics["val/top1"] <= metrics["val/top5"] <= 1
+        True
+        >>> tmp.cleanup()
     """
     out = Path(config.output_dir)
     last = out / "checkpoints" / "last.ckpt"
