@@ -133,6 +133,11 @@ class Method(nn.Module):
             raise ValueError(f"the loss of method {self.name!r} is not finite; got {reason}.")
         return loss
 
+    @property
+    def has_batch_hook(self) -> bool:
+        """Whether :meth:`on_train_batch_end` does anything (OLS), so a loop can skip handing it the logits."""
+        return hasattr(self.loss, "on_train_batch_end")
+
     def on_train_batch_end(self, logits: Tensor, target: TrainingTarget) -> None:
         """Per-step hook after the optimiser step (OLS accumulates its correct predictions here)."""
         hook = getattr(self.loss, "on_train_batch_end", None)

@@ -147,3 +147,30 @@ def test_task_argument_errors():
         ClassificationTask(nn.Linear(2, 2), "ls", num_classes=2)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="task"):
         SoftLabelTask(nn.Linear(2, 2), create_method("hard", 2), task="detection", num_classes=2)  # type: ignore[arg-type]
+
+
+class StepLosses(L.Callback):
+    def __init__(self):
+        self.losses, self.sizes = [], []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.losses.append(float(outputs["loss"]))
+        self.sizes.append(len(batch["image"]))
+
+
+def test_epoch_loss_is_the_sample_weighted_mean_and_step_loss_follows_the_logging_interval():
+    task = ClassificationTask(TinyClassifier(4), create_method("ls", 4), num_classes=4)
+    steps, logged, log = StepLosses(), [], task.log
+
+    def spy(name, value, **kwargs):
+        logged.append((name, task.global_step))
+        return log(name, value, **kwargs)
+
+    task.log = spy  # type: ignore[method-assign]
+    trainer = L.Trainer(max_epochs=1, callbacks=[steps], log_every_n_steps=2, **QUIET)
+    trainer.fit(task, DataLoader(cls_samples(19), batch_size=8))  # batches of 8, 8 and 3
+    assert steps.sizes == [8, 8, 3]
+    weighted = sum(v * n for v, n in zip(steps.losses, steps.sizes, strict=True)) / 19
+    assert float(trainer.callback_metrics["train/loss_epoch"]) == pytest.approx(weighted, rel=1e-6)
+    assert [step for name, step in logged if name == "train/loss_step"] == [1]  # steps 0, 1, 2: every 2nd logged
+    assert task.pending_batch_hook is None  # ls has no batch hook: nothing kept between steps

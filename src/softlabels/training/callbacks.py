@@ -14,7 +14,8 @@ class MethodHooks(L.Callback):
 
     For OLS these accumulate the correct predictions of the step and update the class soft-label matrix at the end
     of the epoch; the update all-reduces the accumulators under DDP, so every process holds the same matrix. The
-    task's ``training_step`` returns the logits and the target for the batch hook.
+    task's ``training_step`` leaves the logits and the target in ``pl_module.pending_batch_hook`` when the method has
+    a batch hook (a module of your own may return them as ``{"loss", "logits", "target"}`` instead).
 
     Example:
         >>> MethodHooks().state_key
@@ -24,9 +25,13 @@ class MethodHooks(L.Callback):
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        """Hand the step's logits and target to the method."""
-        if isinstance(outputs, dict) and "logits" in outputs and "target" in outputs:
-            method: Any = pl_module.method
+        """Hand the step's logits and target to the method (the task's ``pending_batch_hook``, or ``outputs``)."""
+        method: Any = pl_module.method
+        pending = getattr(pl_module, "pending_batch_hook", None)
+        if pending is not None:
+            pl_module.pending_batch_hook = None
+            method.on_train_batch_end(*pending)
+        elif isinstance(outputs, dict) and "logits" in outputs and "target" in outputs:
             method.on_train_batch_end(outputs["logits"], outputs["target"])
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
