@@ -26,10 +26,11 @@ class MethodHooks(L.Callback):
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         """Hand the step's logits and target to the method (the task's ``pending_batch_hook``, or ``outputs``)."""
-        method: Any = pl_module.method
-        pending = getattr(pl_module, "pending_batch_hook", None)
+        module: Any = pl_module
+        method = module.method
+        pending = getattr(module, "pending_batch_hook", None)
         if pending is not None:
-            pl_module.pending_batch_hook = None
+            module.pending_batch_hook = None
             method.on_train_batch_end(*pending)
         elif isinstance(outputs, dict) and "logits" in outputs and "target" in outputs:
             method.on_train_batch_end(outputs["logits"], outputs["target"])

@@ -69,7 +69,7 @@ class TrainerConfig:
     strategy: str = "auto"
     sync_batchnorm: bool = False
     precision: str = "32-true"
-    deterministic: bool = False
+    deterministic: bool | Literal["warn"] = False  # "warn": PyTorch warns instead of raising (CUDA ops)
     log_every_n_steps: int = 10
     limit_train_batches: int | float | None = None
     limit_val_batches: int | float | None = None

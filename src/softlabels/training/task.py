@@ -98,6 +98,7 @@ class SoftLabelTask(L.LightningModule):
         self.val_metrics = MetricSuite(**suite)  # type: ignore[arg-type]
         self.test_metrics = MetricSuite(**suite)  # type: ignore[arg-type]
         self._train_loss: Tensor | None = None  # Σ loss·n, Σ n of the current training epoch
+        self._train_losses: list[tuple[Tensor, int]] = []  # its terms not yet added
         self.pending_batch_hook: tuple[Tensor, Any] | None = None  # the last step's logits and target (OLS)
 
     # --- inference ----------------------------------------------------------------------------------------------
@@ -152,30 +153,39 @@ class SoftLabelTask(L.LightningModule):
         return loss
 
     def _log_train_loss(self, loss: Tensor, batch_size: int) -> None:
-        """``train/loss_step`` when the logger writes (every ``log_every_n_steps``), and the epoch mean's sums.
+        """``train/loss_step`` when the logger writes (every ``log_every_n_steps``); the epoch mean's terms.
 
-        ``self.log`` costs ~0.2 ms per call (Lightning moves its result state at every call), a few per cent of a
-        small CPU step, so the step value is logged only on the steps the logger records and the progress bar
-        shows it; it is this process's value (no per-step all-reduce). The epoch mean is summed here and synced
-        once per epoch (``on_train_epoch_end``).
+        ``self.log`` costs ~0.2 ms per call (Lightning moves its result state at every call) and even a few tensor
+        ops cost tens of µs, several per cent of a small CPU step. So the step value is logged only on the steps the
+        logger records (and shown in the progress bar; this process's value, no per-step all-reduce), and the epoch
+        mean keeps the detached losses in a list, summed every 256 steps and synced once per epoch.
         """
-        if self._train_loss is None:
-            return
-        self._train_loss += torch.stack([loss.detach() * batch_size, loss.new_tensor(batch_size)]).to(self._train_loss)
-        every = self.trainer.log_every_n_steps if self._trainer is not None else 1
-        if (self.global_step + 1) % max(every, 1) == 0:
+        self._train_losses.append((loss.detach(), batch_size))
+        if len(self._train_losses) >= 256:
+            self._collapse_train_losses()
+        every = getattr(self._trainer, "log_every_n_steps", 1)  # set by Lightning's logger connector; 0: never
+        if every and (self.global_step + 1) % every == 0:
             self.log("train/loss_step", loss.detach(), on_epoch=False, prog_bar=True, batch_size=batch_size)
 
-    def on_train_epoch_start(self) -> None:
-        """Zero the sums of the epoch's mean training loss."""
+    def _collapse_train_losses(self) -> Tensor:
+        """Add the pending ``(loss, n)`` terms to the epoch's sums ``[Σ loss·n, Σ n]`` and return them."""
         dtype = torch.float32 if self.device.type == "mps" else torch.float64  # MPS has no float64
-        self._train_loss = torch.zeros(2, dtype=dtype, device=self.device)
+        if self._train_loss is None:
+            self._train_loss = torch.zeros(2, dtype=dtype, device=self.device)
+        if self._train_losses:
+            losses = torch.stack([v for v, _ in self._train_losses]).to(dtype)
+            sizes = torch.tensor([n for _, n in self._train_losses], dtype=dtype, device=losses.device)
+            self._train_loss += torch.stack([(losses * sizes).sum(), sizes.sum()]).to(self._train_loss)
+            self._train_losses.clear()
+        return self._train_loss
+
+    def on_train_epoch_start(self) -> None:
+        """Start the epoch's mean training loss afresh."""
+        self._train_loss, self._train_losses = None, []
 
     def on_train_epoch_end(self) -> None:
         """Log ``train/loss_epoch``: Σ loss·n / Σ n over the epoch's batches of every process."""
-        if self._train_loss is None:
-            return
-        total = self._train_loss
+        total = self._collapse_train_losses()
         if self._trainer is not None:
             total = self.trainer.strategy.reduce(total.clone(), reduce_op="sum")  # exact weighted mean under DDP
         if float(total[1]) > 0:
