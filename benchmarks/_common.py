@@ -245,3 +245,29 @@ def state_bytes(tensors: Any) -> int:
     if isinstance(tensors, (list, tuple)):
         return sum(state_bytes(t) for t in tensors)
     return 0
+
+
+def canary(a: Any, reps: int) -> float:
+    """Seconds of ``reps`` fixed matmuls ``a @ a``: a gauge of how fast the (shared, virtual) CPU runs right now."""
+    import torch
+
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        torch.mm(a, a)
+    return time.perf_counter() - t0
+
+
+def rotated(names: list[str], r: int) -> list[str]:
+    """``names`` rotated left by ``r`` (the order of round ``r`` of an interleaved benchmark)."""
+    k = r % len(names)
+    return names[k:] + names[:k]
+
+
+def quartiles(values: list[float]) -> tuple[float, float]:
+    """First and third quartiles (inclusive method; a single value is both)."""
+    import statistics
+
+    if len(values) < 2:
+        return values[0], values[0]
+    q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return q1, q3

@@ -50,7 +50,7 @@ import torch
 from monai.networks.nets import UNet
 from torch import Tensor, nn
 
-from _common import RESULTS, machine_info, machine_md, md_table, write_results
+from _common import RESULTS, canary, machine_info, machine_md, md_table, rotated, write_results
 from softlabels.methods import create_method, list_methods
 
 C = 4
@@ -222,19 +222,6 @@ def pick_channels(setup: dict[str, Any], batch: dict[str, Tensor], seed: int) ->
     return channels, probe
 
 
-def canary(a: Tensor) -> float:
-    """Seconds of ``CANARY_REPS`` fixed matmuls: a gauge of how fast the (shared, virtual) CPU runs right now."""
-    t0 = time.perf_counter()
-    for _ in range(CANARY_REPS):
-        torch.mm(a, a)
-    return time.perf_counter() - t0
-
-
-def rotated(names: list[str], r: int) -> list[str]:
-    k = r % len(names)
-    return names[k:] + names[:k]
-
-
 def run_setup(key: str, args: argparse.Namespace) -> dict[str, Any]:
     """Warm-up, interleaved timed rounds and the no-network timings of one setup."""
     setup = SETUPS[key]
@@ -265,7 +252,7 @@ def run_setup(key: str, args: argparse.Namespace) -> dict[str, Any]:
     for r in range(args.rounds):
         base_round: list[float] = []
         for name in rotated(paired, r):
-            before = canary(gauge)
+            before = canary(gauge, CANARY_REPS)
             mine, theirs, inside = [], [], []
             for s in range(args.steps):  # adjacent pairs, the order alternating: drifts hit both sides alike
                 if (r + s) % 2:
@@ -275,7 +262,7 @@ def run_setup(key: str, args: argparse.Namespace) -> dict[str, Any]:
                 mine.append(out[0])
                 theirs.append(ref[0])
                 inside.append(out[1])
-            canary_s[name].append(max(before, canary(gauge)))
+            canary_s[name].append(max(before, canary(gauge, CANARY_REPS)))
             step_s[name].append(mine)
             base_s[name].append(theirs)
             target_s[name].append(inside)
