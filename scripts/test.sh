@@ -3,6 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+bash scripts/install_chromium.sh
 . .venv/bin/activate
 ruff check src tests benchmarks scripts
 mypy

@@ -9,7 +9,9 @@ Sub-commands, each one entry of :data:`COMMANDS` (a function adding its argument
 - ``calibrate --checkpoint C [--output C2]``: temperature scaling fitted on the validation split, stored in a copy;
 - ``predict --checkpoint C --output DIR [--input FOLDER | --split test] [--thresholds 0.1,...,0.9]``: probability
   maps (NIfTI with the input's affine) and thresholded masks;
-- ``score``: evaluate existing predictions for calibration.
+- ``score``: evaluate existing predictions for calibration;
+- ``bench [--suite default] [--workers N] [--list | --run-index I | --report-only]``: the method benchmark and its
+  report (``softlabels.bench``; finished runs are cached, so a killed benchmark resumes).
 
 User errors (bad paths, unreadable files, invalid values) print one line to stderr and exit with status 2, like
 argparse's own errors; anything else is a bug and shows its traceback.
@@ -259,6 +261,51 @@ def _run_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_bench_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--suite", default="default", help="the benchmark: quick, default or full (default: default)")
+    parser.add_argument("--output", type=Path, default=None, metavar="DIR", help="default: outputs/bench-<suite>")
+    parser.add_argument("--workers", type=_positive_int, default=1, help="local worker processes (default 1)")
+    parser.add_argument("--only", nargs="+", metavar="SUITE", help="run only these suites of the benchmark")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--list", action="store_true", help="print the runs (index, id, finished?) and exit")
+    mode.add_argument("--run-index", type=int, metavar="I", help="run only run I of --list (one job of an array)")
+    mode.add_argument("--report-only", action="store_true", help="write the report from the finished runs")
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    from softlabels.bench.runner import BenchmarkFailed, run_benchmark, run_one
+    from softlabels.bench.runs import load_result
+    from softlabels.bench.suites import get_benchmark, plan_runs
+
+    suites = [s for s in get_benchmark(args.suite) if args.only is None or s.name in args.only]
+    if args.only and len(suites) != len(set(args.only)):
+        known = [s.name for s in get_benchmark(args.suite)]
+        raise ValueError(f"--only names unknown suite(s) {sorted(set(args.only) - set(known))}; known: {known}.")
+    output = args.output or Path("outputs") / f"bench-{args.suite}"
+    specs = plan_runs(suites)
+    if args.list:
+        for i, spec in enumerate(specs):
+            print(f"{i}\t{spec.run_id}\t{'finished' if load_result(output, spec) else 'pending'}")
+        return 0
+    if args.run_index is not None:
+        if not 0 <= args.run_index < len(specs):
+            raise ValueError(f"--run-index must be in [0, {len(specs) - 1}] (see --list); got {args.run_index}.")
+        run_one(specs[args.run_index], output, prefix=f"[bench run {args.run_index}] {specs[args.run_index].run_id}")
+        return 0
+    if args.report_only:
+        from softlabels.bench.page import write_benchmark_report
+
+        paths = write_benchmark_report(suites, output)
+    else:
+        try:
+            paths = run_benchmark(suites, output, workers=args.workers)["report"]
+        except BenchmarkFailed as err:
+            print(f"softlabels bench: error: {err}", file=sys.stderr)
+            return 1
+    print(f"report: {paths['html']} (and {paths['markdown']})")
+    return 0
+
+
 COMMANDS: dict[str, Command] = {
     "train": Command(
         "train a configured run (YAML config + --section.key overrides)", _add_train_arguments, _run_train
@@ -273,6 +320,7 @@ COMMANDS: dict[str, Command] = {
         _add_score_arguments,
         _run_score,
     ),
+    "bench": Command("compare the methods on the embedded data and write the report", _add_bench_arguments, _run_bench),
 }
 
 

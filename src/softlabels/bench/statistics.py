@@ -13,13 +13,13 @@ Natural Language Processing", ACL 2018.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.random import default_rng
 
-__all__ = ["PairedComparison", "mean_std", "paired_bootstrap", "rank_methods"]
+__all__ = ["PairedComparison", "mean_std", "paired_bootstrap", "paired_bootstrap_pooled", "rank_methods"]
 
 
 def _grid(values: object, name: str) -> np.ndarray:
@@ -122,6 +122,60 @@ def paired_bootstrap(
     tail = (1.0 - confidence) / 2.0
     low, high = np.quantile(means, [tail, 1.0 - tail])
     return PairedComparison(float(diff.mean()), float(low), float(high), confidence, n_resamples)
+
+
+def paired_bootstrap_pooled(
+    method: object,
+    baseline: object,
+    statistic: Callable[[np.ndarray], np.ndarray],
+    *,
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> PairedComparison:
+    """Two-way paired bootstrap of a statistic of *pooled* per-case sufficient statistics (e.g. a dataset ECE).
+
+    ``method[s, k]`` holds additive statistics of case ``k`` at seed ``s`` (e.g. its calibration histogram); the
+    statistic of a seed is ``statistic(Σ_k w_k · method[s, k])`` for case multiplicities ``w``, and a resample's
+    value is the seed-multiplicity-weighted mean of ``statistic(method) − statistic(baseline)`` over seeds. Case and
+    seed draws are shared by the two methods (paired), as in :func:`paired_bootstrap`.
+
+    Args:
+        method: ``(S, K, *D)`` per-case statistics of the method.
+        baseline: the same for the baseline.
+        statistic: maps summed statistics ``(..., *D)`` to values ``(...)`` (vectorised over leading axes).
+        n_resamples: bootstrap resamples (≥ 100).
+        confidence: interval level in (0, 1).
+        seed: seed of the resampling.
+
+    Example:
+        >>> counts = np.ones((2, 5, 1))  # 2 seeds, 5 cases: the statistic of a sum is its value
+        >>> r = paired_bootstrap_pooled(counts * 2.0, counts, lambda x: x[..., 0] / 5)
+        >>> round(r.difference, 6), r.significant
+        (1.0, True)
+    """
+    a, b = np.asarray(method, dtype=np.float64), np.asarray(baseline, dtype=np.float64)
+    if a.shape != b.shape or a.ndim < 2:
+        raise ValueError(f"`method` and `baseline` must be paired (S, K, ...) arrays; got {a.shape} and {b.shape}.")
+    if not np.all(np.isfinite(a)) or not np.all(np.isfinite(b)):
+        raise ValueError("per-case statistics hold NaN or infinite values.")
+    if not isinstance(n_resamples, int) or n_resamples < 100:
+        raise ValueError(f"`n_resamples` must be an int >= 100; got {n_resamples!r}.")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"`confidence` must be in (0, 1); got {confidence!r}.")
+    n_seeds, n_cases = a.shape[:2]
+    rng = default_rng(seed)
+    seed_counts = rng.multinomial(n_seeds, np.full(n_seeds, 1.0 / n_seeds), size=n_resamples)
+    case_counts = rng.multinomial(n_cases, np.full(n_cases, 1.0 / n_cases), size=n_resamples).astype(np.float64)
+    flat_a, flat_b = a.reshape(n_seeds, n_cases, -1), b.reshape(n_seeds, n_cases, -1)
+    summed_a = np.einsum("rk,skd->rsd", case_counts, flat_a).reshape(n_resamples, n_seeds, *a.shape[2:])
+    summed_b = np.einsum("rk,skd->rsd", case_counts, flat_b).reshape(n_resamples, n_seeds, *a.shape[2:])
+    per_seed = statistic(summed_a) - statistic(summed_b)  # (R, S)
+    means = (seed_counts * per_seed).sum(axis=1) / n_seeds
+    point = float(np.mean(statistic(a.sum(axis=1)) - statistic(b.sum(axis=1))))
+    tail = (1.0 - confidence) / 2.0
+    low, high = np.nanquantile(means, [tail, 1.0 - tail])
+    return PairedComparison(point, float(low), float(high), confidence, n_resamples)
 
 
 def rank_methods(scores: Mapping[str, float], *, higher_is_better: bool) -> dict[str, float]:

@@ -1,0 +1,298 @@
+"""One benchmark run: train a configured method, fit temperature scaling, keep the test set's per-case arrays.
+
+A run is identified by the hash of everything that determines its result (the run config with its seed, and the
+benchmark's evaluation settings). Its folder ``<root>/runs/<suite>/<label>/seed<S>-<hash>`` receives:
+
+* ``train/`` — the training run (``config.yaml``, ``checkpoints/last.ckpt``, CSV logs; epoch checkpoints are removed
+  once the run is finished);
+* ``cases.npz`` — per-case arrays (:mod:`softlabels.bench.case_metrics`) of the evaluations ``raw`` (the trained
+  model), ``ts`` (after temperature scaling fitted on the validation split) and, where the data knows the true label
+  distribution, ``oracle`` (the true probabilities scored the same way: the floor), plus example maps;
+* ``result.json`` — written last and atomically, so its presence marks a finished run: the spec, the hash, the
+  temperature, the dataset values of every evaluation and the run time.
+
+A killed run leaves no ``result.json``; running it again resumes training from ``last.ckpt`` when there is one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import shutil
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch import Tensor
+
+from softlabels.bench.case_metrics import case_metrics, observed_reference, summarize_case_metrics
+from softlabels.bench.report import atomic_write
+
+__all__ = ["EVALUATION_VERSION", "RunSpec", "execute_run", "load_result", "run_folder"]
+
+EVALUATION_VERSION = 1
+"""Bumped when the per-run evaluation changes, so cached results of an older evaluation are not reused.
+
+Example:
+    >>> EVALUATION_VERSION >= 1
+    True
+"""
+N_EXAMPLES = 3
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One cell of the grid at one seed: ``config`` is a run config (``softlabels train`` YAML) without output dir.
+
+    Example:
+        >>> spec = RunSpec("synthetic_segmentation", "hard", 0, {"task": "segmentation", "method": {"name": "hard"}})
+        >>> len(spec.hash), spec.run_id.startswith("synthetic_segmentation/hard/seed0-")
+        (12, True)
+    """
+
+    suite: str
+    label: str
+    seed: int
+    config: Mapping[str, Any] = field(hash=False)
+    n_bins: int = 15
+    boundary_width: float = 2.0
+
+    @property
+    def hash(self) -> str:
+        """12 hex digits of the SHA-256 of the config, the seed and the evaluation settings."""
+        content = {
+            "config": {**self.config, "seed": self.seed}, "n_bins": self.n_bins,
+            "boundary_width": self.boundary_width, "evaluation": EVALUATION_VERSION,
+        }  # fmt: skip
+        return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+    @property
+    def run_id(self) -> str:
+        """``<suite>/<label>/seed<S>-<hash>``: the run's folder below ``<root>/runs``."""
+        return f"{self.suite}/{self.label}/seed{self.seed}-{self.hash}"
+
+
+def run_folder(root: str | Path, spec: RunSpec) -> Path:
+    """The folder of ``spec`` below the benchmark's output ``root``.
+
+    Example:
+        >>> spec = RunSpec("s", "hard", 1, {"task": "segmentation"})
+        >>> run_folder("out", spec).parts[:4]
+        ('out', 'runs', 's', 'hard')
+    """
+    return Path(root) / "runs" / spec.run_id
+
+
+def load_result(root: str | Path, spec: RunSpec) -> dict[str, Any] | None:
+    """The finished result of ``spec`` (``result.json``), or ``None`` if the run has not finished.
+
+    Raises:
+        ValueError: ``result.json`` exists but is not valid JSON or belongs to another hash.
+
+    Example:
+        >>> load_result("/nonexistent", RunSpec("s", "hard", 0, {})) is None
+        True
+    """
+    path = run_folder(root, spec) / "result.json"
+    if not path.is_file():
+        return None
+    try:
+        result = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"benchmark result {str(path)!r} is unreadable ({err}); delete it to re-run the run.") from err
+    if result.get("hash") != spec.hash:
+        raise ValueError(f"benchmark result {str(path)!r} belongs to hash {result.get('hash')!r}, not {spec.hash!r}.")
+    return dict(result)
+
+
+class _EpochProgress(L.Callback):
+    """Prints ``<prefix> epoch e/E`` after every training epoch (the current run's progress)."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        print(f"{self.prefix} epoch {trainer.current_epoch + 1}/{trainer.max_epochs}", file=sys.stderr, flush=True)
+
+
+def _train(spec: RunSpec, folder: Path, prefix: str) -> Path:
+    """Train (or resume) the run into ``folder/train``; return its ``last.ckpt``."""
+    from softlabels.training.config import config_from_dict
+    from softlabels.training.run import train
+
+    values = dict(spec.config)
+    trainer = {**dict(values.get("trainer", {})), "enable_progress_bar": False}
+    config = config_from_dict({**values, "seed": spec.seed, "output_dir": str(folder / "train"), "trainer": trainer})
+    last = folder / "train" / "checkpoints" / "last.ckpt"
+    train(config, resume=last.is_file(), overwrite=not last.is_file(), callbacks=[_EpochProgress(prefix)])
+    return last
+
+
+def _batches(task: Any, loader: Any) -> Iterator[tuple[Tensor, Tensor | None, Mapping[str, Any]]]:
+    """``(logits, features or None, batch)`` over a loader, without gradients."""
+    with torch.no_grad():
+        for batch in loader:
+            if task.spatial_dims == 0:
+                features, logits = task.features_and_logits(batch["image"])
+            else:
+                features, logits = None, task.predict_logits(batch["image"])
+            yield logits.float(), features, batch
+
+
+def _fit_temperature(task: Any, dm: Any) -> float:
+    """Temperature fitted on the validation split against the observed reference (never ``true_probs``)."""
+    from softlabels.calibration import TemperatureScaler
+
+    dims = task.spatial_dims
+    stream = [
+        (logits, observed_reference(b, task.num_classes, dims)) for logits, _, b in _batches(task, dm.val_dataloader())
+    ]
+    scaler = TemperatureScaler()
+    scaler.fit(stream)
+    return float(scaler.temperature_)
+
+
+def _entropy(p: Tensor) -> Tensor:
+    return -(p * p.clamp_min(1e-12).log()).sum(0)
+
+
+def _examples(batch: Mapping[str, Any], probs: Tensor, count: int) -> dict[str, np.ndarray]:
+    """Maps of the first ``count`` cases: image, reference and predicted foreground, entropy, rater disagreement."""
+    from softlabels.training.evaluation import batch_references
+
+    c = probs.shape[1]
+    hard, soft = batch_references(batch, c, probs.ndim - 2)
+    ref = soft if soft is not None else torch.nn.functional.one_hot(hard, c).movedim(-1, 1).float()
+    out = {
+        "image": batch["image"][:count, 0].float().numpy(),
+        "reference": (1.0 - ref[:count, 0]).float().numpy(),
+        "prediction": (1.0 - probs[:count, 0]).float().numpy(),
+        "entropy": torch.stack([_entropy(p) for p in probs[:count]]).float().numpy(),
+    }
+    raters = batch.get("raters")
+    if isinstance(raters, Tensor):
+        votes = torch.nn.functional.one_hot(raters[:count].long(), c).float().mean(1).movedim(-1, 1)
+        out["disagreement"] = torch.stack([_entropy(v) for v in votes]).numpy()
+    return out
+
+
+def _evaluate(
+    task: Any, dm: Any, temperature: float, spec: RunSpec
+) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, np.ndarray], float]:
+    """Per-case arrays of ``raw``, ``ts`` (and ``oracle``) on the test split, example maps, compactness."""
+    options = {"task": "segmentation" if task.spatial_dims else "classification", "num_classes": task.num_classes}
+    options |= {"spatial_dims": task.spatial_dims, "n_bins": spec.n_bins, "boundary_width": spec.boundary_width}
+    evals: dict[str, list[tuple[Tensor, Mapping[str, Any]]]] = {"raw": [], "ts": [], "oracle": []}
+    examples: dict[str, np.ndarray] = {}
+    compact = None
+    if task.spatial_dims == 0 and getattr(task.model, "num_features", None):
+        from softlabels.metrics import EmbeddingCompactness
+
+        compact = EmbeddingCompactness(task.num_classes, num_features=int(task.model.num_features))
+    for logits, features, batch in _batches(task, dm.test_dataloader()):
+        probs = torch.softmax(logits, 1)
+        evals["raw"].append((probs, batch))
+        evals["ts"].append((torch.softmax(logits / temperature, 1), batch))
+        if isinstance(batch.get("true_probs"), Tensor):
+            evals["oracle"].append((batch["true_probs"].float(), batch))
+        if compact is not None and features is not None:
+            compact.update(features, batch["label"].long())
+        if task.spatial_dims and not examples:
+            examples = _examples(batch, probs, N_EXAMPLES)
+    arrays = {name: case_metrics(pairs, **options) for name, pairs in evals.items() if pairs}
+    compactness = float(compact.compute()) if compact is not None else math.nan
+    return arrays, examples, compactness
+
+
+def _npz_bytes(arrays: Mapping[str, Mapping[str, np.ndarray]], examples: Mapping[str, np.ndarray]) -> bytes:
+    flat = {f"{name}/{key}": value for name, values in arrays.items() for key, value in values.items()}
+    flat |= {f"examples/{key}": value for key, value in examples.items()}
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **flat)  # type: ignore[arg-type]
+    return buffer.getvalue()
+
+
+def _versions() -> dict[str, str]:
+    import lightning
+    import monai
+
+    from softlabels import __version__
+
+    return {
+        "softlabels": __version__,
+        "torch": torch.__version__,
+        "monai": monai.__version__,
+        "lightning": lightning.__version__,
+    }
+
+
+def execute_run(spec: RunSpec, root: str | Path, *, prefix: str = "") -> dict[str, Any]:
+    """Run ``spec`` (unless finished): train, fit T on validation, evaluate the test split; return ``result.json``.
+
+    Args:
+        spec: the run.
+        root: the benchmark's output folder.
+        prefix: text in front of the per-epoch progress lines (e.g. ``[bench 3/40] synthetic/svls seed 1``).
+
+    Returns:
+        The result document (also in ``run_folder(root, spec) / "result.json"``).
+
+    Example:
+        >>> import tempfile
+        >>> config = {"task": "classification", "model": {"name": "small_cnn"}, "trainer": {"max_epochs": 1},
+        ...     "data": {"source": "synthetic_classification", "options": {"num_items": [16, 8, 8]}}}
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     result = execute_run(RunSpec("demo", "hard", 0, config), tmp)
+        ...     again = execute_run(RunSpec("demo", "hard", 0, config), tmp)  # cached: nothing is trained
+        >>> sorted(result["evaluations"]), 0 <= result["evaluations"]["raw"]["top1"] <= 1, again == result
+        (['oracle', 'raw', 'ts'], True, True)
+    """
+    cached = load_result(root, spec)
+    if cached is not None:
+        return cached
+    from softlabels.training.run import load_run
+
+    folder = run_folder(root, spec)
+    folder.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    last = _train(spec, folder, prefix or spec.run_id)
+    trained = time.perf_counter()
+    _, dm, task = load_run(last)
+    temperature = _fit_temperature(task, dm)
+    arrays, examples, compactness = _evaluate(task, dm, temperature, spec)
+    atomic_write(folder / "cases.npz", lambda handle: handle.write(_npz_bytes(arrays, examples)))
+    evaluations = {name: summarize_case_metrics(values) for name, values in arrays.items()}
+    if not math.isnan(compactness):
+        for name in ("raw", "ts"):
+            evaluations[name]["compactness"] = compactness
+    result = {
+        "run_id": spec.run_id, "hash": spec.hash, "suite": spec.suite, "label": spec.label, "seed": spec.seed,
+        "config": dict(spec.config), "n_bins": spec.n_bins, "boundary_width": spec.boundary_width,
+        "temperature": temperature, "evaluations": evaluations, "n_cases": len(arrays["raw"]["nll"]),
+        "train_seconds": trained - start, "total_seconds": time.perf_counter() - start, "versions": _versions(),
+    }  # fmt: skip
+    text = json.dumps(_finite(result), indent=1, sort_keys=True, default=str) + "\n"
+    atomic_write(folder / "result.json", lambda handle: handle.write(text.encode()))
+    for stale in (folder / "train" / "checkpoints").glob("epoch=*.ckpt"):
+        stale.unlink()
+    shutil.rmtree(folder / "train" / "lightning_logs", ignore_errors=True)
+    return json.loads(text)
+
+
+def _finite(x: Any) -> Any:
+    """NaN/inf → ``None`` recursively (strict JSON)."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, Mapping):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_finite(v) for v in x]
+    return x

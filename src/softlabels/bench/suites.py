@@ -1,0 +1,283 @@
+"""The benchmark's suites: which methods run on which embedded data, at which size, with which seeds.
+
+A *benchmark* (``quick``, ``default``, ``full``) is a list of :class:`Suite`; a suite is one data set and task with a
+base run config and its methods (cells); every cell runs at every seed of the suite. ``quick`` is a smoke run of the
+code paths (≤ 5 minutes here); ``default`` compares every method on the embedded data at CPU scale (≤ 30 minutes on
+2 cores); ``full`` uses the seed papers' scales (the configs of ``configs/full``; for users with GPUs and their data).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from softlabels._options import look_up_option
+from softlabels.bench.runs import RunSpec
+
+__all__ = ["BENCHMARKS", "Cell", "Suite", "get_benchmark", "plan_runs"]
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One method of a suite: a report ``label``, the registry ``method`` name and its options.
+
+    Example:
+        >>> Cell("ct_0.6", "confidence_threshold", {"tau": 0.6}).method
+        'confidence_threshold'
+    """
+
+    label: str
+    method: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A data set and task, a base config, the cells, the seeds and the baseline cell for the comparisons.
+
+    Example:
+        >>> suite = get_benchmark("quick")[0]
+        >>> suite.baseline in [c.label for c in suite.cells]
+        True
+    """
+
+    name: str
+    title: str
+    task: str
+    base: Mapping[str, Any]
+    cells: Sequence[Cell]
+    seeds: Sequence[int] = (0, 1, 2)
+    baseline: str = "hard"
+    description: str = ""
+    claims: Sequence[Mapping[str, Any]] = ()
+
+
+_UNET = {"name": "unet", "options": {"channels": [8, 16, 32], "strides": [2, 2], "num_res_units": 1}}
+_MOBILENET = {"name": "mobilenet_v2", "options": {"width_mult": 0.25}}
+_ADAMW = {"name": "adamw", "lr": 0.003, "weight_decay": 0.0001}  # SGD 0.05 did not learn at this size (top-1 0.21)
+
+
+def _trainer(epochs: int, log_every: int) -> dict[str, Any]:
+    return {
+        "max_epochs": epochs, "accelerator": "cpu", "deterministic": True, "log_every_n_steps": log_every,
+        "check_val_every_n_epoch": epochs,
+    }  # fmt: skip
+
+
+SEGMENTATION_CELLS: tuple[Cell, ...] = (
+    Cell("hard", "hard", note="one rater's mask"),
+    Cell("hard_majority", "raters_majority", note="majority vote of the raters"),
+    Cell("ls", "ls"),
+    Cell("svls", "svls"),
+    Cell("raters_mean", "raters_mean"),
+    Cell("raters_svls", "raters_svls"),
+    Cell("ct_0.5", "confidence_threshold", {"tau": 0.5}),
+    Cell("ct_0.6", "confidence_threshold", {"tau": 0.6}),
+    Cell("ct_0.8", "confidence_threshold", {"tau": 0.8}),
+    Cell("conf_soft", "confidence_soft"),
+    Cell("conf_weighted", "confidence_weighted"),
+    Cell("focal", "focal"),
+    Cell("mbls", "mbls"),
+    Cell("nacl", "nacl"),
+    Cell("dice_ce", "dml", {"source": "raters_mean"}, note="soft-correct Dice (DML) + CE on the rater mean"),
+)
+CLASSIFICATION_CELLS: tuple[Cell, ...] = (
+    Cell("hard", "hard"),
+    Cell("ls", "ls"),
+    Cell("ols", "ols"),
+    Cell("tfkd", "tfkd"),
+    Cell("focal", "focal"),
+    Cell("mbls", "mbls"),
+    Cell("raters_soft", "raters_mean", note="soft label: the raters' class distribution"),
+)
+_SYNTHETIC_SEG: dict[str, Any] = {"source": "synthetic_segmentation", "batch_size": 8}
+_SYNTHETIC_SEG["options"] = {"shape": [48, 48], "num_cases": [96, 32, 40]}
+_MNI = {
+    "source": "mni152",
+    "options": {"downsample": 2, "size_multiple": 16, "num_slabs": 6, "gap": 1},
+    "batch_size": 8,
+}
+_SYNTHETIC_CLS: dict[str, Any] = {"source": "synthetic_classification", "batch_size": 32}
+_SYNTHETIC_CLS["options"] = {"num_items": [1000, 250, 250], "size": 32}
+_LIDC_SEG = {"build": {}, "spatial_dims": 2, "size": [32, 32], "num_raters": 3, "min_raters": 3}
+CLAIMS: dict[str, list[dict[str, Any]]] = {
+    "segmentation": [
+        {"method": "svls", "metric": "ece", "better": "lower", "source": "SVLS (Islam & Glocker, IPMI 2021)"},
+        {"method": "raters_mean", "metric": "ece", "better": "lower", "source": "multi-rater soft labels (QUBIQ)"},
+        {"method": "ct_0.6", "metric": "dice", "better": "higher", "versus": "ct_0.5",
+         "source": "ultrasound confidence labels (τ = 0.6 beats the naive 0.5)"},
+        {"method": "nacl", "metric": "ece", "better": "lower", "source": "NACL (Murugesan et al., MICCAI 2023)"},
+    ],
+    "classification": [
+        {"method": "ols", "metric": "top1", "better": "higher", "source": "OLS (Zhang et al., TIP 2021)"},
+        {"method": "tfkd", "metric": "top1", "better": "higher", "source": "Tf-KD (Yuan et al., CVPR 2020)"},
+        {"method": "ls", "metric": "ece", "better": "lower", "source": "label smoothing (Müller et al., NeurIPS 2019)"},
+        {"method": "focal", "metric": "ece", "better": "lower", "source": "focal loss (Mukhoti et al., NeurIPS 2020)"},
+    ],
+}  # fmt: skip
+
+
+def _segmentation(name: str, title: str, data: dict[str, Any], cells: Sequence[Cell], epochs: int, **kw: Any) -> Suite:
+    base = {
+        "task": "segmentation", "data": data, "model": _UNET, "optimizer": {"name": "adamw", "lr": 0.003},
+        "trainer": _trainer(epochs, 10),
+    }  # fmt: skip
+    return Suite(name, title, "segmentation", base, tuple(cells), claims=CLAIMS["segmentation"], **kw)
+
+
+def _classification(name: str, title: str, data: dict[str, Any], epochs: int, **kw: Any) -> Suite:
+    cells = kw.pop("cells", CLASSIFICATION_CELLS)
+    base = {
+        "task": "classification", "data": data, "model": _MOBILENET, "optimizer": _ADAMW,
+        "scheduler": {"name": "multistep", "milestones": [int(epochs * 0.75)], "gamma": 0.1},
+        "trainer": _trainer(epochs, 20),
+    }  # fmt: skip
+    return Suite(name, title, "classification", base, tuple(cells), claims=CLAIMS["classification"], **kw)
+
+
+def _pick(cells: Sequence[Cell], labels: Sequence[str]) -> tuple[Cell, ...]:
+    return tuple(c for c in cells if c.label in labels)
+
+
+def _default() -> list[Suite]:
+    mni_cells: tuple[Cell, ...] = (Cell("soft", "soft_label", note="tissue probability maps"), Cell("hard", "hard"))
+    mni_cells += _pick(SEGMENTATION_CELLS, ("ls", "svls"))
+    lidc_cells = _pick(SEGMENTATION_CELLS, ("hard", "hard_majority", "ls", "svls", "raters_mean", "raters_svls"))
+    return [
+        _segmentation(
+            "synthetic_segmentation", "Segmentation, synthetic 2D multi-rater data (known p*)",
+            _SYNTHETIC_SEG, SEGMENTATION_CELLS, 15,
+            description="5 simulated raters; the true label distribution p* is known, so the floor is known.",
+        ),
+        _segmentation(
+            "mni152", "Segmentation, MNI152 2D slices (real tissue probability maps)",
+            _MNI, mni_cells, 20, baseline="hard",
+            description="One population template: T1 slices with grey/white-matter probability maps as soft targets.",
+        ),
+        _segmentation(
+            "lidc_segmentation", "Segmentation, LIDC-IDRI radiologist masks (semi-synthetic images)",
+            {"source": "lidc", "options": _LIDC_SEG, "batch_size": 16}, lidc_cells, 4,
+            description="Real masks of 3 radiologists per nodule; the images are rendered from the masks (not CT).",
+        ),
+        _classification(
+            "synthetic_classification", "Classification, synthetic confusable classes (known p*)",
+            _SYNTHETIC_CLS, 12, description="8 classes in 4 confusable pairs; p* known.",
+        ),
+        _classification(
+            "lidc_malignancy", "Classification, LIDC-IDRI malignancy ratings (real multi-rater soft labels)",
+            {"source": "lidc", "options": {"build": {}}, "batch_size": 32}, 8,
+            description="Malignancy 1–5 of up to 4 radiologists; input: the consensus mask (not an image).",
+        ),
+    ]  # fmt: skip
+
+
+def _quick() -> list[Suite]:
+    """One seed, a few cells, tiny sizes: every code path of ``default`` in a few minutes."""
+    out = []
+    for suite in _default():
+        data = copy.deepcopy(dict(suite.base["data"]))
+        options = data["options"]
+        if suite.name == "synthetic_segmentation":
+            options["num_cases"] = [16, 8, 8]
+        if suite.name == "synthetic_classification":
+            options["num_items"] = [128, 64, 64]
+        if "build" in options:
+            options["build"] = {"first": 60}
+        cells = tuple(c for c in suite.cells if c.label in ("hard", "soft", "svls", "raters_mean", "raters_soft", "ls"))
+        trainer = {**suite.base["trainer"], "max_epochs": 2, "check_val_every_n_epoch": 2}
+        base = {**suite.base, "data": data, "trainer": trainer}
+        if suite.task == "classification":
+            base["scheduler"] = {"name": "none"}
+        out.append(
+            Suite(
+                suite.name, suite.title, suite.task, base, cells, (0,), suite.baseline, suite.description, suite.claims
+            )
+        )
+    return out
+
+
+def _full() -> list[Suite]:
+    """The seed papers' scales: ResNet-50 / MobileNetV2 / VGG-19 at 224², 3D UNets; needs a GPU and the users' data."""
+    out = []
+    for suite in _default():
+        base = copy.deepcopy(dict(suite.base))
+        base["trainer"] = {
+            **base["trainer"],
+            "accelerator": "auto",
+            "max_epochs": 100 if suite.task == "segmentation" else 90,
+        }
+        base["trainer"]["check_val_every_n_epoch"] = 1
+        if suite.task == "classification":
+            base["model"] = {"name": "resnet50", "options": {"stem": "torchvision"}}
+            base["data"]["options"]["size"] = 224 if "size" in base["data"]["options"] else None
+            base["data"]["options"] = {k: v for k, v in base["data"]["options"].items() if v is not None}
+        else:
+            base["model"] = {
+                "name": "unet",
+                "options": {"channels": [32, 64, 128, 256], "strides": [2, 2, 2], "num_res_units": 2},
+            }
+        out.append(
+            Suite(
+                suite.name,
+                suite.title,
+                suite.task,
+                base,
+                suite.cells,
+                (0, 1, 2),
+                suite.baseline,
+                suite.description,
+                suite.claims,
+            )
+        )
+    return out
+
+
+BENCHMARKS: dict[str, Any] = {"quick": _quick, "default": _default, "full": _full}
+"""Benchmark name → factory of its suites.
+
+Example:
+    >>> sorted(BENCHMARKS)
+    ['default', 'full', 'quick']
+"""
+
+
+def get_benchmark(name: str) -> list[Suite]:
+    """The suites of a benchmark by name (``quick``, ``default``, ``full``).
+
+    Raises:
+        ValueError: an unknown name, with the valid ones.
+
+    Example:
+        >>> [s.name for s in get_benchmark("default")][:2]
+        ['synthetic_segmentation', 'mni152']
+    """
+    key = look_up_option("benchmark", name, BENCHMARKS, where="softlabels bench")
+    return list(BENCHMARKS[key]())
+
+
+def plan_runs(suites: Sequence[Suite], *, only: Sequence[str] | None = None) -> list[RunSpec]:
+    """Every run of the suites (cell × seed), seeds outermost so a partial grid has whole seeds first.
+
+    Args:
+        suites: from :func:`get_benchmark`.
+        only: keep these suite names.
+
+    Example:
+        >>> runs = plan_runs(get_benchmark("default"))
+        >>> len(runs), len({r.run_id for r in runs}) == len(runs)
+        (129, True)
+    """
+    specs = []
+    chosen = [s for s in suites if only is None or s.name in only]
+    for seed in sorted({seed for s in chosen for seed in s.seeds}):
+        for suite in chosen:
+            if seed not in suite.seeds:
+                continue
+            for cell in suite.cells:
+                config = copy.deepcopy(dict(suite.base))
+                config["method"] = {"name": cell.method, "options": dict(cell.options)}
+                specs.append(RunSpec(suite.name, cell.label, seed, config))
+    return specs
