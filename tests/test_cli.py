@@ -201,3 +201,25 @@ def test_module_entry_point_exit_code(tmp_path):
     )
     assert proc.returncode == 2
     assert "does not exist" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_bench_lists_runs_runs_one_by_index_and_rejects_bad_options(tmp_path, capsys):
+    from softlabels.bench.suites import get_benchmark, plan_runs
+    from softlabels.cli import main
+
+    specs = plan_runs([s for s in get_benchmark("quick") if s.name == "synthetic_classification"])
+    args = ["bench", "--suite", "quick", "--only", "synthetic_classification", "--output", str(tmp_path)]
+    assert main([*args, "--list"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split("\t")[1] for line in lines] == [s.run_id for s in specs]
+    assert all(line.endswith("pending") for line in lines)
+    assert main([*args, "--run-index", "0"]) == 0  # one job of a scheduler's array
+    assert main([*args, "--list"]) == 0
+    status = [line.split("\t")[2] for line in capsys.readouterr().out.strip().splitlines()]
+    assert status == ["finished"] + ["pending"] * (len(specs) - 1)
+    assert main([*args, "--report-only"]) == 2  # the other runs are not finished: named, exit 2
+    assert "not finished" in capsys.readouterr().err
+    assert main([*args, "--run-index", "99"]) == 2
+    assert main(["bench", "--suite", "defualt", "--list"]) == 2
+    assert "default" in capsys.readouterr().err
+    assert main(["bench", "--only", "nope", "--list"]) == 2

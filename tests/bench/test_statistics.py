@@ -81,3 +81,49 @@ def test_bad_inputs_raise():
     with pytest.raises(ValueError, match=r"\['b'\]"):
         rank_methods({"a": 1.0, "b": float("nan")}, higher_is_better=True)
     assert PairedComparison(0.0, -0.1, 0.1, 0.95, 100).significant is False
+
+
+def _hist(rng, n_seeds, n_cases, n_bins=5):
+    counts = rng.integers(1, 20, (n_seeds, n_cases, 1, n_bins)).astype(float)
+    conf = counts * rng.random((n_seeds, n_cases, 1, n_bins))
+    outcome = counts * rng.random((n_seeds, n_cases, 1, n_bins))
+    return np.stack([counts, conf, outcome], axis=-1)
+
+
+def test_pooled_bootstrap_of_identical_methods_is_zero_and_not_significant():
+    from softlabels.bench.case_metrics import ece_from_histogram
+    from softlabels.bench.statistics import paired_bootstrap_pooled
+
+    h = _hist(np.random.default_rng(0), 3, 12)
+    result = paired_bootstrap_pooled(h, h.copy(), ece_from_histogram, n_resamples=300)
+    assert result.difference == 0.0 and result.low == 0.0 and result.high == 0.0 and not result.significant
+
+
+def test_pooled_bootstrap_matches_brute_force_resampling_of_the_pooled_ece():
+    from softlabels.bench.case_metrics import ece_from_histogram
+    from softlabels.bench.statistics import paired_bootstrap_pooled
+
+    rng = np.random.default_rng(3)
+    a, b = _hist(rng, 2, 9), _hist(rng, 2, 9)
+    result = paired_bootstrap_pooled(a, b, ece_from_histogram, n_resamples=200, seed=5)
+    draws = np.random.default_rng(5)
+    seeds = draws.multinomial(2, [0.5, 0.5], size=200)
+    cases = draws.multinomial(9, np.full(9, 1 / 9), size=200)
+    means = []
+    for ws, wk in zip(seeds, cases, strict=True):
+        rows, cols = np.repeat(np.arange(2), ws), np.repeat(np.arange(9), wk)
+        per_seed = [ece_from_histogram(a[s, cols].sum(0)) - ece_from_histogram(b[s, cols].sum(0)) for s in rows]
+        means.append(np.mean(per_seed))
+    assert result.low == pytest.approx(np.quantile(means, 0.025), abs=1e-12)
+    assert result.high == pytest.approx(np.quantile(means, 0.975), abs=1e-12)
+    point = np.mean([ece_from_histogram(a[s].sum(0)) - ece_from_histogram(b[s].sum(0)) for s in range(2)])
+    assert result.difference == pytest.approx(point)
+
+
+def test_pooled_bootstrap_bad_inputs_raise():
+    from softlabels.bench.statistics import paired_bootstrap_pooled
+
+    with pytest.raises(ValueError, match="paired"):
+        paired_bootstrap_pooled(np.ones((2, 3, 1)), np.ones((2, 4, 1)), lambda x: x[..., 0])
+    with pytest.raises(ValueError, match="NaN"):
+        paired_bootstrap_pooled(np.full((2, 3, 1), np.nan), np.ones((2, 3, 1)), lambda x: x[..., 0])

@@ -99,10 +99,11 @@ def _headline(section: SuiteSection) -> list[str]:
         losses = sorted(
             label for label, c in comps.items() if c.significant and (c.difference > 0) != metric.higher_is_better
         )
+        versus = "the baseline" if best == base else f"`{base}`: {_fmt(scores.get(base, math.nan))}"
         sentences.append(
-            f"Best {metric.header}: `{best}` ({_fmt(scores[best])} vs `{base}` {_fmt(scores.get(base, math.nan))}); "
-            f"significantly better than `{base}`: {', '.join(f'`{w}`' for w in wins) or 'none'}; "
-            f"significantly worse: {', '.join(f'`{w}`' for w in losses) or 'none'}."
+            f"Best {metric.header}: `{best}` ({_fmt(scores[best])}; {versus}); significantly better than `{base}`: "
+            f"{', '.join(f'`{w}`' for w in wins) or 'none'}; significantly worse: "
+            f"{', '.join(f'`{w}`' for w in losses) or 'none'}."
         )
     return sentences
 

@@ -90,6 +90,20 @@ def _rank_rows(section: SuiteSection) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def _floor_rows(section: SuiteSection) -> tuple[list[str], list[list[str]]]:
+    """Gap of every method to the floor (p* scored the same way) on the calibration metrics, before and after TS."""
+    floor = section.floor or {}
+    keys = [m for m in section.metrics if m.key in CALIBRATION_KEYS]
+    header = ["method"] + [f"{m.header} gap" for m in keys] + [f"{m.header} gap (TS)" for m in keys if m.key == "nll"]
+    rows = []
+    for label in section.cells:
+        raw, ts = section.tables["raw"][label], section.tables["ts"][label]
+        gaps = [f"{raw[m.key][0] - floor[m.key][0]:+.4f}" for m in keys]
+        gaps += [f"{ts[m.key][0] - floor[m.key][0]:+.4f}" for m in keys if m.key == "nll"]
+        rows.append([f"`{label}`", *gaps])
+    return header, rows
+
+
 def _downstream_rows(section: SuiteSection) -> tuple[list[str], list[list[str]]]:
     header = ["method", "MAE (pp) ↓", "bias (pp)", "Pearson r ↑"]
     rows = [
@@ -119,9 +133,9 @@ def section_figures(section: SuiteSection) -> dict[str, bytes]:
             figures.threshold_curves(curves, title="Dice vs threshold (test, mean ± std over seeds)")
         )
     if section.suite.task == "segmentation":
-        out["examples"] = figures.figure_png(
-            figures.example_panels(_example_rows(section), title="Examples (seed 0, test)")
-        )
+        rows = _example_rows(section)
+        if rows:
+            out["examples"] = figures.figure_png(figures.example_panels(rows, title="Examples (seed 0, test)"))
         points = {label: (d["ref"], d["pred"]) for label, d in section.downstream.items()}
         out["downstream"] = figures.figure_png(figures.scatter_fractions(
             points, title="Structure fraction per case", xlabel="reference (%)", ylabel="predicted mask (%)",
@@ -140,6 +154,7 @@ def _example_rows(section: SuiteSection) -> list[dict[str, Any]]:
             row: dict[str, Any] = {k: np.asarray(v[i]) for k, v in examples.items()}
             row["label"] = f"{label} · case {i}"
             row["max_entropy"] = math.log(max(2, section.cells[label].arrays[0]["raw"]["hist_cece"].shape[1]))
+            row["max_disagreement"] = row["max_entropy"]  # the entropy of the rater votes
             rows.append(row)
     return rows
 
@@ -172,7 +187,12 @@ def provenance(suites: Sequence[Suite], sections: Sequence[SuiteSection], second
 def render_markdown(
     sections: Sequence[SuiteSection], prov: Mapping[str, Any], figure_files: Mapping[str, Mapping[str, str]]
 ) -> str:
-    """The Markdown report; ``figure_files[suite][figure]`` is the relative path of each PNG."""
+    """The Markdown report; ``figure_files[suite][figure]`` is the relative path of each PNG.
+
+    Example:
+        >>> render_markdown([], {"git_commit": "abc"}, {}).splitlines()[0]
+        '# softlabels benchmark'
+    """
     lines = ["# softlabels benchmark", "", _legend(), ""]
     for section in sections:
         s = section.suite
@@ -194,6 +214,9 @@ def render_markdown(
         ]
         lines += [*_table(*_comparison_rows(section)), "", "### Ranks (1 = best, on the means)", ""]
         lines += [*_table(*_rank_rows(section)), ""]
+        if section.floor is not None:
+            lines += ["### Gap to the floor (p* known: Bayes NLL and Brier of p*, ECE 0)", ""]
+            lines += [*_table(*_floor_rows(section)), ""]
         if section.downstream:
             lines += ["### Downstream: structure fraction of the predicted mask vs the reference", ""]
             lines += [*_table(*_downstream_rows(section)), ""]
@@ -233,7 +256,13 @@ _CSS = (
 def render_html(
     sections: Sequence[SuiteSection], prov: Mapping[str, Any], pngs: Mapping[str, Mapping[str, bytes]]
 ) -> str:
-    """One self-contained HTML page (figures embedded as data URIs, no scripts, no external resources)."""
+    """One self-contained HTML page (figures embedded as data URIs, no scripts, no external resources).
+
+    Example:
+        >>> page = render_html([], {"git_commit": "abc"}, {})
+        >>> page.startswith("<!DOCTYPE html>"), "abc" in page, "<script" in page
+        (True, True, False)
+    """
     head = f"<meta charset='utf-8'><title>softlabels benchmark</title><style>{_CSS}</style>"
     parts = [f"<!DOCTYPE html><html lang='en'><head>{head}</head><body>"]
     parts += ["<h1>softlabels benchmark</h1>", f"<p>{html.escape(_legend())}</p>"]
@@ -252,6 +281,8 @@ def render_html(
             _html_table(*_comparison_rows(section)),
         ]
         parts += ["<h3>Ranks</h3>", _html_table(*_rank_rows(section))]
+        if section.floor is not None:
+            parts += ["<h3>Gap to the floor (p* known)</h3>", _html_table(*_floor_rows(section))]
         if section.downstream:
             parts += ["<h3>Downstream: structure fraction</h3>", _html_table(*_downstream_rows(section))]
         for name, data in pngs.get(s.name, {}).items():

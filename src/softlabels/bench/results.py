@@ -144,7 +144,7 @@ def metric_table(
         >>> cell = CellRuns("hard", [0, 1], [{"evaluations": {"raw": {"ece": 0.1}}},
         ...     {"evaluations": {"raw": {"ece": 0.3}}}], [])
         >>> metric_table({"hard": cell}, "raw", [Metric("ece", "ECE", False)])["hard"]["ece"]
-        (0.2, 0.14142135623730953)
+        (0.2, 0.1414213562373095)
     """
     table: dict[str, dict[str, tuple[float, float]]] = {}
     for label, cell in cells.items():

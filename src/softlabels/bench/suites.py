@@ -9,14 +9,16 @@ code paths (≤ 5 minutes here); ``default`` compares every method on the embedd
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from softlabels._options import look_up_option
 from softlabels.bench.runs import RunSpec
 
-__all__ = ["BENCHMARKS", "Cell", "Suite", "get_benchmark", "plan_runs"]
+__all__ = ["BENCHMARKS", "Cell", "Suite", "full_config_dir", "get_benchmark", "plan_runs"]
 
 
 @dataclass(frozen=True)
@@ -199,40 +201,53 @@ def _quick() -> list[Suite]:
     return out
 
 
+def full_config_dir() -> Path:
+    """Where the full-scale configs are: ``$SOFTLABELS_CONFIGS`` or the repository's ``configs/full``.
+
+    Example:
+        >>> full_config_dir().name
+        'full'
+    """
+    given = os.environ.get("SOFTLABELS_CONFIGS")
+    return Path(given) if given else Path(__file__).resolve().parents[3] / "configs" / "full"
+
+
 def _full() -> list[Suite]:
-    """The seed papers' scales: ResNet-50 / MobileNetV2 / VGG-19 at 224², 3D UNets; needs a GPU and the users' data."""
-    out = []
-    for suite in _default():
-        base = copy.deepcopy(dict(suite.base))
-        base["trainer"] = {
-            **base["trainer"],
-            "accelerator": "auto",
-            "max_epochs": 100 if suite.task == "segmentation" else 90,
-        }
-        base["trainer"]["check_val_every_n_epoch"] = 1
-        if suite.task == "classification":
-            base["model"] = {"name": "resnet50", "options": {"stem": "torchvision"}}
-            base["data"]["options"]["size"] = 224 if "size" in base["data"]["options"] else None
-            base["data"]["options"] = {k: v for k, v in base["data"]["options"].items() if v is not None}
-        else:
-            base["model"] = {
-                "name": "unet",
-                "options": {"channels": [32, 64, 128, 256], "strides": [2, 2, 2], "num_res_units": 2},
-            }
-        out.append(
-            Suite(
-                suite.name,
-                suite.title,
-                suite.task,
-                base,
-                suite.cells,
-                (0, 1, 2),
-                suite.baseline,
-                suite.description,
-                suite.claims,
-            )
+    """The seed papers' setups at their scales: ``configs/full/*.yaml`` grouped by setup, with a hard-label cell.
+
+    Files ``<setup>_<method>.yaml`` of one setup become the cells of one suite (``radimagenet_resnet50_{hard,ls,ols,
+    tfkd}``, ``ultrasound_confidence_tau{0.5,...}``); a setup with one file gets a ``hard`` cell beside it. The data
+    sections point at the users' folders (``/data/...``): edit them, or copy the configs and set
+    ``$SOFTLABELS_CONFIGS``.
+    """
+    import yaml
+
+    folder = full_config_dir()
+    files = sorted(folder.glob("*.yaml"))
+    if not files:
+        raise ValueError(
+            f"the full benchmark reads configs/full/*.yaml; none in {str(folder)!r} (set SOFTLABELS_CONFIGS)."
         )
-    return out
+    groups: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for path in files:
+        setup, _, variant = path.stem.rpartition("_")
+        if not setup or path.stem.startswith(("brats", "qubiq")):
+            setup, variant = path.stem, ""
+        config = yaml.safe_load(path.read_text())
+        label = f"ct_{variant[3:]}" if variant.startswith("tau") else (variant or config["method"]["name"])
+        groups.setdefault(setup, []).append((label, config))
+    suites = []
+    for setup, members in groups.items():
+        base = {k: v for k, v in members[0][1].items() if k not in ("method", "seed", "output_dir")}
+        cells = [Cell(label, c["method"]["name"], dict(c["method"].get("options", {}))) for label, c in members]
+        if not any(c.method == "hard" for c in cells):
+            cells.insert(0, Cell("hard", "hard"))
+        if len(members) == 1:
+            cells.insert(1, Cell("ls", "ls"))  # the common soft-label baseline beside a single-method setup
+        task = str(base["task"])
+        suites.append(Suite(setup, f"Full scale: {setup}", task, base, tuple(cells), claims=CLAIMS[task],
+                            description=f"configs/full/{setup}*.yaml (the seed paper's setup; your data)"))  # fmt: skip
+    return suites
 
 
 BENCHMARKS: dict[str, Any] = {"quick": _quick, "default": _default, "full": _full}
@@ -268,7 +283,7 @@ def plan_runs(suites: Sequence[Suite], *, only: Sequence[str] | None = None) -> 
     Example:
         >>> runs = plan_runs(get_benchmark("default"))
         >>> len(runs), len({r.run_id for r in runs}) == len(runs)
-        (129, True)
+        (117, True)
     """
     specs = []
     chosen = [s for s in suites if only is None or s.name in only]

@@ -1,0 +1,79 @@
+import json
+import math
+import re
+
+import numpy as np
+import pytest
+
+from softlabels.bench.case_metrics import summarize_case_metrics
+from softlabels.bench.page import write_benchmark_report
+from softlabels.bench.runs import run_folder
+from softlabels.bench.suites import plan_runs
+from tests.bench import _browser
+
+
+def test_report_files_exist_and_html_is_self_contained(tiny_bench):
+    suites, root = tiny_bench
+    html = (root / "report.html").read_text()
+    assert "<script" not in html and "http://" not in html and "https://" not in html
+    sources = re.findall(r"<img[^>]*src='([^']*)'", html)
+    assert sources and all(s.startswith("data:image/png;base64,") for s in sources)
+    markdown = (root / "report.md").read_text()
+    for suite in suites:
+        assert suite.title in markdown and suite.title in html
+        assert "What this shows" in markdown
+    linked = re.findall(r"!\[[^]]*\]\(([^)]*)\)", markdown)
+    assert linked and all((root / path).is_file() for path in linked)
+    assert len(linked) == len(sources)  # every figure of the Markdown report is embedded in the HTML one
+
+
+def test_report_numbers_are_the_results_files_numbers(tiny_bench):
+    """Every table value is the mean over seeds of what the runs' per-case arrays give (nothing typed)."""
+    suites, root = tiny_bench
+    report = json.loads((root / "report.json").read_text())
+    for suite in suites:
+        table = report["suites"][suite.name]["tables"]
+        for cell in suite.cells:
+            specs = [s for s in plan_runs([suite]) if s.label == cell.label]
+            for evaluation in ("raw", "ts"):
+                per_seed = []
+                for spec in specs:
+                    with np.load(run_folder(root, spec) / "cases.npz") as data:
+                        arrays = {k.split("/", 1)[1]: data[k] for k in data.files if k.startswith(f"{evaluation}/")}
+                    per_seed.append(summarize_case_metrics(arrays))
+                for key, (mean, _std) in table[evaluation][cell.label].items():
+                    values = [p[key] for p in per_seed if key in p and math.isfinite(p[key])]
+                    if values:
+                        assert mean == pytest.approx(np.mean(values), rel=1e-9, abs=1e-12), (
+                            suite.name,
+                            cell.label,
+                            key,
+                        )
+
+
+def test_findings_mention_the_claims_and_the_floor(tiny_bench):
+    _suites, root = tiny_bench
+    report = json.loads((root / "report.json").read_text())
+    seg = report["suites"]["tiny_seg"]
+    text = " ".join(seg["findings"])
+    assert "SVLS" in text and any(v in text for v in ("reproduced", "not reproduced", "reversed"))
+    assert "Floor" in text and seg["floor"]["ece"][0] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_html_report_opens_in_a_headless_browser_with_every_figure(tiny_bench):
+    if _browser.find_chromium() is None:
+        pytest.skip("chromium not found (scripts/install_chromium.sh installs Debian's chromium as root)")
+    _suites, root = tiny_bench
+    page = _browser.check_page(root / "report.html")
+    assert page.console_errors == [] and page.exceptions == []
+    expected = len(list((root / "figures").glob("*.png")))
+    assert len(page.images) == expected > 0
+    assert page.broken_images == []
+    assert page.title == "softlabels benchmark"
+
+
+def test_report_of_unfinished_runs_names_them(tmp_path):
+    from tests.bench.conftest import tiny_suites
+
+    with pytest.raises(ValueError, match="not finished"):
+        write_benchmark_report(tiny_suites(), tmp_path)

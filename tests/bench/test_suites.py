@@ -1,0 +1,50 @@
+import pytest
+
+from softlabels.bench.suites import BENCHMARKS, get_benchmark, plan_runs
+from softlabels.methods import list_methods
+from softlabels.training.config import config_from_dict
+
+ISSUE_SEGMENTATION = {
+    "hard", "hard_majority", "ls", "svls", "raters_mean", "raters_svls", "ct_0.5", "ct_0.6", "ct_0.8", "conf_soft",
+    "conf_weighted", "focal", "mbls", "nacl", "dice_ce",
+}  # fmt: skip
+ISSUE_CLASSIFICATION = {"hard", "ls", "ols", "tfkd", "focal", "mbls", "raters_soft"}
+
+
+def test_default_covers_every_method_and_data_set_of_the_issue_with_three_seeds():
+    suites = {s.name: s for s in get_benchmark("default")}
+    assert set(suites) == {
+        "synthetic_segmentation",
+        "mni152",
+        "lidc_segmentation",
+        "synthetic_classification",
+        "lidc_malignancy",
+    }
+    assert {c.label for c in suites["synthetic_segmentation"].cells} == ISSUE_SEGMENTATION
+    assert {c.label for c in suites["mni152"].cells} == {"soft", "hard", "ls", "svls"}
+    for name in ("synthetic_classification", "lidc_malignancy"):
+        assert {c.label for c in suites[name].cells} == ISSUE_CLASSIFICATION
+    assert all(len(s.seeds) >= 3 for s in suites.values())
+
+
+@pytest.mark.parametrize("name", sorted(BENCHMARKS))
+def test_every_run_is_a_valid_config_of_a_registered_method(name):
+    specs = plan_runs(get_benchmark(name))
+    assert len({s.run_id for s in specs}) == len(specs) and len({s.hash for s in specs}) == len(specs)
+    for spec in specs:
+        config = config_from_dict({**spec.config, "seed": spec.seed})
+        assert config.method.name in list_methods(config.task)
+        assert spec.suite in spec.run_id and spec.label in spec.run_id
+
+
+def test_the_hash_changes_with_the_config_and_the_seed_only():
+    a, b = plan_runs(get_benchmark("quick"))[:2]
+    assert a.hash != b.hash
+    same = type(a)(a.suite, "renamed", a.seed, dict(a.config))
+    assert same.hash == a.hash  # the label names the folder; the result depends on config and seed
+    assert type(a)(a.suite, a.label, a.seed + 1, dict(a.config)).hash != a.hash
+
+
+def test_unknown_benchmark_name_suggests():
+    with pytest.raises(ValueError, match="default"):
+        get_benchmark("defualt")
