@@ -27,6 +27,7 @@ def make_batch(shape: tuple[int, ...], num_classes: int, seed: int, raters: int 
         "raters": torch.randint(0, num_classes, (n, raters, *spatial), generator=g),
         "confidence": torch.rand(shape, generator=g),
         "soft_label": torch.softmax(torch.randn(n, num_classes, *spatial, generator=g), 1),
+        "vls_soft_label": torch.softmax(torch.randn(n, num_classes, *spatial, generator=g), 1),  # cached by VLS
     }
 
 

@@ -185,18 +185,19 @@ class RaterTarget:
 
 @dataclass(frozen=True)
 class GivenSoftTarget:
-    """A soft target shipped with the data, ``batch["soft_label"]``, checked to be a distribution."""
+    """A soft target in the batch (``batch["soft_label"]``, or ``key``), checked to be a distribution."""
 
     num_classes: int
+    key: str = "soft_label"
 
     def __call__(self, batch: Mapping[str, Any]) -> TrainingTarget:
-        soft = _tensor(batch, "soft_label")
+        soft = _tensor(batch, self.key)
         if soft.ndim < 2 or soft.shape[1] != self.num_classes or not soft.is_floating_point():
             raise ValueError(
-                f"`batch['soft_label']` must be a float (N, C={self.num_classes}, *spatial) distribution; "
+                f"`batch[{self.key!r}]` must be a float (N, C={self.num_classes}, *spatial) distribution; "
                 f"got {soft.dtype} of shape {tuple(soft.shape)}."
             )
-        check_distribution(soft, "soft_label", "batch['soft_label']")
+        check_distribution(soft, self.key, f"batch[{self.key!r}]")
         return TrainingTarget(soft)
 
 

@@ -35,6 +35,7 @@ from softlabels.losses import (
     DiceCELoss,
     DistillationLoss,
     FocalLoss,
+    KLDivLoss,
     MarginLoss,
     NACLLoss,
     OnlineLabelSmoothingLoss,
@@ -517,3 +518,44 @@ def _dml(
         include_background=include_background, ignore_index=ignore_index, validate_args=False,
     )  # fmt: skip
     return Method("dml", loss, build, requires=requires)
+
+
+VLS_KEY = "vls_soft_label"  # the batch key of the cached VLS soft labels (set by softlabels.training.vls)
+
+
+@register_method("vls", tasks=SEGMENTATION)
+def _vls(
+    num_classes: int,
+    *,
+    task: Task | None = None,
+    m: int = 8,
+    tau: float = 2.0,
+    alpha: float = 0.3,
+    lambda_dice: float = 0.0,
+    condition_on_raters: bool = False,
+    generator_checkpoint: str | None = None,
+    generator: Mapping[str, Any] | None = None,
+) -> Method:
+    """Variational LS (CALSeg): KL on soft labels of a cVAE generator trained first (+ DML Dice if λ > 0, §3.7)."""
+    from softlabels.targets.vls import _check_options
+
+    _check_options(m, tau, alpha)
+    if lambda_dice < 0:
+        raise ValueError(f"`lambda_dice` of method 'vls' must be >= 0; got {lambda_dice!r}.")
+    loss: nn.Module = KLDivLoss(validate_args=False) if lambda_dice == 0 else DiceCELoss(
+        lambda_ce=1.0, lambda_dice=lambda_dice, validate_args=False
+    )  # fmt: skip
+    method = Method(
+        "vls", loss, targets.GivenSoftTarget(num_classes, VLS_KEY), requires=(VLS_KEY,),
+        preparation=_vls_ready,
+    )  # fmt: skip
+    method.params = {
+        "m": m, "tau": tau, "alpha": alpha, "lambda_dice": lambda_dice, "condition_on_raters": condition_on_raters,
+        "generator_checkpoint": generator_checkpoint, "generator": dict(generator or {}),
+    }  # fmt: skip
+    return method
+
+
+def _vls_ready(method: Method, *, soft_labels: str) -> None:
+    """The cached soft labels exist (``softlabels.training.vls.prepare_vls`` made them and overlaid the data)."""
+    method.params["soft_labels"] = soft_labels

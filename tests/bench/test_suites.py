@@ -6,7 +6,7 @@ from softlabels.training.config import config_from_dict
 
 ISSUE_SEGMENTATION = {
     "hard", "hard_majority", "ls", "svls", "raters_mean", "raters_svls", "ct_0.5", "ct_0.6", "ct_0.8", "conf_soft",
-    "conf_weighted", "focal", "mbls", "nacl", "dice_ce",
+    "conf_weighted", "focal", "mbls", "nacl", "dice_ce", "vls",
 }  # fmt: skip
 ISSUE_CLASSIFICATION = {"hard", "ls", "ols", "tfkd", "focal", "mbls", "raters_soft"}
 
@@ -21,7 +21,7 @@ def test_default_covers_every_method_and_data_set_of_the_issue_with_three_seeds(
         "lidc_malignancy",
     }
     assert {c.label for c in suites["synthetic_segmentation"].cells} == ISSUE_SEGMENTATION
-    assert {c.label for c in suites["mni152"].cells} == {"soft", "hard", "ls", "svls"}
+    assert {c.label for c in suites["mni152"].cells} == {"soft", "hard", "ls", "svls", "vls"}
     for name in ("synthetic_classification", "lidc_malignancy"):
         assert {c.label for c in suites[name].cells} == ISSUE_CLASSIFICATION
     assert all(len(s.seeds) >= 3 for s in suites.values())

@@ -69,6 +69,7 @@ def _trainer(epochs: int, log_every: int) -> dict[str, Any]:
     }  # fmt: skip
 
 
+VLS_GENERATOR: dict[str, Any] = {"max_epochs": 30, "channels": [8, 16, 32], "features": 8, "lr": 0.003}
 SEGMENTATION_CELLS: tuple[Cell, ...] = (
     Cell("hard", "hard", note="one rater's mask"),
     Cell("hard_majority", "raters_majority", note="majority vote of the raters"),
@@ -85,6 +86,7 @@ SEGMENTATION_CELLS: tuple[Cell, ...] = (
     Cell("mbls", "mbls"),
     Cell("nacl", "nacl"),
     Cell("dice_ce", "dml", {"source": "raters_mean"}, note="soft-correct Dice (DML) + CE on the rater mean"),
+    Cell("vls", "vls", {"generator": VLS_GENERATOR}, note="CALSeg: cVAE soft labels (stage 1 trained per run)"),
 )
 CLASSIFICATION_CELLS: tuple[Cell, ...] = (
     Cell("hard", "hard"),
@@ -112,6 +114,11 @@ CLAIMS: dict[str, list[dict[str, Any]]] = {
         {"method": "ct_0.6", "metric": "dice", "better": "higher", "versus": "ct_0.5",
          "source": "ultrasound confidence labels (τ = 0.6 beats the naive 0.5)"},
         {"method": "nacl", "metric": "ece", "better": "lower", "source": "NACL (Murugesan et al., MICCAI 2023)"},
+        {"method": "vls", "metric": "ece", "better": "lower", "versus": "svls",
+         "source": "CALSeg (Guo et al., ICASSP 2024): VLS calibrates better than SVLS"},
+        {"method": "vls", "metric": "ece_boundary", "better": "lower", "versus": "svls",
+         "source": "CALSeg: VLS vs SVLS at the boundaries"},
+        {"method": "vls", "metric": "dice", "better": "higher", "source": "CALSeg: better segmentation accuracy"},
     ],
     "classification": [
         {"method": "ols", "metric": "top1", "better": "higher", "source": "OLS (Zhang et al., TIP 2021)"},
@@ -146,7 +153,7 @@ def _pick(cells: Sequence[Cell], labels: Sequence[str]) -> tuple[Cell, ...]:
 
 def _default() -> list[Suite]:
     mni_cells: tuple[Cell, ...] = (Cell("soft", "soft_label", note="tissue probability maps"), Cell("hard", "hard"))
-    mni_cells += _pick(SEGMENTATION_CELLS, ("ls", "svls"))
+    mni_cells += _pick(SEGMENTATION_CELLS, ("ls", "svls", "vls"))
     lidc_cells = _pick(SEGMENTATION_CELLS, ("hard", "hard_majority", "ls", "svls", "raters_mean", "raters_svls"))
     return [
         _segmentation(
@@ -188,7 +195,8 @@ def _quick() -> list[Suite]:
             options["num_items"] = [128, 64, 64]
         if "build" in options:
             options["build"] = {"first": 60}
-        cells = tuple(c for c in suite.cells if c.label in ("hard", "soft", "svls", "raters_mean", "raters_soft", "ls"))
+        quick = ("hard", "soft", "svls", "raters_mean", "raters_soft", "ls", "vls")
+        cells = tuple(c for c in suite.cells if c.label in quick and (c.label != "vls" or suite.name == "mni152"))
         trainer = {**suite.base["trainer"], "max_epochs": 2, "check_val_every_n_epoch": 2}
         base = {**suite.base, "data": data, "trainer": trainer}
         if suite.task == "classification":
@@ -283,7 +291,7 @@ def plan_runs(suites: Sequence[Suite], *, only: Sequence[str] | None = None) -> 
     Example:
         >>> runs = plan_runs(get_benchmark("default"))
         >>> len(runs), len({r.run_id for r in runs}) == len(runs)
-        (117, True)
+        (123, True)
     """
     specs = []
     chosen = [s for s in suites if only is None or s.name in only]

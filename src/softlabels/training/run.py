@@ -203,6 +203,10 @@ def train(
             "continue it, --overwrite to replace it, or choose another --output_dir."
         )
     dm, task = build_run(config)
+    if config.method.name == "vls":  # stage 1 and the cached soft labels before stage 2 (docs/methods.md, VLS)
+        from softlabels.training.vls import prepare_vls
+
+        prepare_vls(config, dm, task.method, _data_shape(dm))
     trainer = make_trainer(config, callbacks=callbacks)
     if trainer.is_global_zero:
         for stale in earlier:

@@ -194,8 +194,9 @@ class SoftLabelTask(L.LightningModule):
 
     def _evaluate(self, batch: Mapping[str, Any], suite: MetricSuite, prefix: str) -> None:
         features, logits = self.features_and_logits(batch["image"])
-        loss = self.method(logits, self.method.make_target(batch))
-        self.log(f"{prefix}/loss", loss, on_epoch=True, sync_dist=True, batch_size=len(logits))
+        if all(key in batch for key in self.method.requires):  # not for targets made for training cases only (VLS)
+            loss = self.method(logits, self.method.make_target(batch))
+            self.log(f"{prefix}/loss", loss, on_epoch=True, sync_dist=True, batch_size=len(logits))
         suite.update(torch.softmax(logits.float(), dim=1), batch, features)
 
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
