@@ -156,22 +156,22 @@ def metric_table(
     return table
 
 
-def _case_grid(cell: CellRuns, evaluation: str, key: str) -> np.ndarray | None:
-    grids = [arrays[evaluation][key] for arrays in cell.arrays if key in arrays.get(evaluation, {})]
-    if len(grids) != len(cell.arrays) or not grids:
+def _case_grid(cell: CellRuns, evaluation: str, key: str) -> list[np.ndarray] | None:
+    """Per-seed case arrays of ``key`` (histograms as stored, case metrics as one value per case)."""
+    if not cell.arrays or not all(key in arrays.get(evaluation, {}) for arrays in cell.arrays):
         return None
     if key in HISTOGRAM_METRICS.values():
-        return np.stack(grids)
-    return np.stack([per_case_values(arrays[evaluation], key) for arrays in cell.arrays])
+        return [np.asarray(arrays[evaluation][key], dtype=np.float64) for arrays in cell.arrays]
+    return [per_case_values(arrays[evaluation], key) for arrays in cell.arrays]
 
 
 def compare_to_baseline(
     cells: Mapping[str, CellRuns], baseline: str, evaluation: str, metric: Metric, *, n_resamples: int = 1000
 ) -> dict[str, PairedComparison]:
-    """Paired two-way bootstrap (seeds × cases) of every cell against ``baseline`` for one metric.
+    """Paired nested bootstrap (seeds, then cases within a seed) of every cell against ``baseline`` for one metric.
 
     Pooled ECEs are resampled through their per-case histograms; per-case metrics through their values (cases that
-    are NaN in either method at any seed, e.g. HD95 of an empty mask, are left out of that comparison).
+    are NaN in either method, e.g. HD95 of an empty mask, are left out of that comparison).
 
     Example:
         >>> arrays = {"raw": {"nll": np.array([0.5, 0.4, 0.6])}}
@@ -187,17 +187,16 @@ def compare_to_baseline(
     if base is None:
         return out
     for label, cell in cells.items():
-        if label == baseline:
-            continue
         grid = _case_grid(cell, evaluation, key)
-        if grid is None or grid.shape != base.shape:
+        if label == baseline or grid is None or [g.shape for g in grid] != [b.shape for b in base]:
             continue
         if metric.key in HISTOGRAM_METRICS:
             out[label] = paired_bootstrap_pooled(grid, base, ece_from_histogram, n_resamples=n_resamples)
-        else:
-            keep = np.isfinite(grid).all(0) & np.isfinite(base).all(0)
-            if keep.sum() >= 2:
-                out[label] = paired_bootstrap(grid[:, keep], base[:, keep], n_resamples=n_resamples)
+            continue
+        keep = [np.isfinite(g) & np.isfinite(b) for g, b in zip(grid, base, strict=True)]
+        if all(k.sum() >= 2 for k in keep):
+            pairs = [(g[k], b[k]) for g, b, k in zip(grid, base, keep, strict=True)]
+            out[label] = paired_bootstrap([p[0] for p in pairs], [p[1] for p in pairs], n_resamples=n_resamples)
     return out
 
 

@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 
 from softlabels.bench.case_metrics import case_metrics, observed_reference, summarize_case_metrics
-from softlabels.bench.report import atomic_write
+from softlabels.bench.report import _no_nan, atomic_write
 
 __all__ = ["EVALUATION_VERSION", "RunSpec", "execute_run", "load_result", "run_folder"]
 
@@ -279,20 +279,10 @@ def execute_run(spec: RunSpec, root: str | Path, *, prefix: str = "") -> dict[st
         "temperature": temperature, "evaluations": evaluations, "n_cases": len(arrays["raw"]["nll"]),
         "train_seconds": trained - start, "total_seconds": time.perf_counter() - start, "versions": _versions(),
     }  # fmt: skip
-    text = json.dumps(_finite(result), indent=1, sort_keys=True, default=str) + "\n"
+    text = json.dumps(_no_nan(result), indent=1, sort_keys=True, default=str) + "\n"
     atomic_write(folder / "result.json", lambda handle: handle.write(text.encode()))
     for stale in (folder / "train" / "checkpoints").glob("epoch=*.ckpt"):
         stale.unlink()
     shutil.rmtree(folder / "train" / "lightning_logs", ignore_errors=True)
     return json.loads(text)
 
-
-def _finite(x: Any) -> Any:
-    """NaN/inf → ``None`` recursively (strict JSON)."""
-    if isinstance(x, float):
-        return x if math.isfinite(x) else None
-    if isinstance(x, Mapping):
-        return {k: _finite(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_finite(v) for v in x]
-    return x
