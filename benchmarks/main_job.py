@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import write_results
+from _common import RESULTS, write_results
 
 REPO = Path(__file__).resolve().parents[1]
 GOAL_SECONDS = 30 * 60
@@ -62,6 +62,11 @@ def main() -> None:
         header, "|---|---|---|---|---|---|---|---|", row, "",
     ]  # fmt: skip
     write_results("main_job", result, "\n".join(lines))
+    saved = RESULTS / "bench-default"  # the report of this run, for readers of the repository
+    shutil.rmtree(saved, ignore_errors=True)
+    shutil.copytree(out / "figures", saved / "figures")
+    for name in ("report.md", "report.json", "timing.json", "bench.json"):
+        shutil.copy2(out / name, saved / name)
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     else:

@@ -249,3 +249,13 @@ def test_ignore_index_drops_ignored_voxels():
             q = boundary_label_smoothing(labels, 2, epsilon=0.5, ignore_index=255)[..., :2]
             expected = -(q * torch.log_softmax(logits[..., :2], 1)).sum(1).mean()
         torch.testing.assert_close(method(logits, method.make_target({"label": labels})), expected, msg=name)
+
+
+def test_vls_defaults_are_the_validation_sweeps_choice():
+    """The paper gives no m, τ, α: the registry uses what benchmarks/vls_sweep.py chose on validation data."""
+    import json
+    from pathlib import Path
+
+    chosen = json.loads((Path(__file__).parents[1] / "benchmarks" / "results" / "vls_sweep.json").read_text())["chosen"]
+    defaults = method_defaults("vls")
+    assert {key: defaults[key] for key in ("m", "tau", "alpha")} == chosen

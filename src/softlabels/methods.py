@@ -528,8 +528,8 @@ def _vls(
     num_classes: int,
     *,
     task: Task | None = None,
-    m: int = 8,
-    tau: float = 2.0,
+    m: int = 16,  # m, τ, α: the validation sweep's choice (benchmarks/results/vls_sweep.md); the paper gives none
+    tau: float = 1.0,
     alpha: float = 0.3,
     lambda_dice: float = 0.0,
     condition_on_raters: bool = False,
