@@ -231,7 +231,7 @@ def _legend() -> str:
         "Means ± standard deviations over seeds of test-set values. ECE, classwise ECE and boundary-band ECE are "
         "pooled over the test set (15 equal-width bins) against the soft reference (p* on synthetic data, the tissue "
         "maps on MNI152, the rater mean on LIDC); Dice/HD95 against its argmax. ▲/▼: significantly better/worse "
-        "than the baseline (95 % two-way paired bootstrap over seeds and cases, 1000 resamples)."
+        "than the baseline (95 % nested paired bootstrap: seeds, then cases within each seed; 1000 resamples)."
     )
 
 

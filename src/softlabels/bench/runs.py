@@ -285,4 +285,3 @@ def execute_run(spec: RunSpec, root: str | Path, *, prefix: str = "") -> dict[st
         stale.unlink()
     shutil.rmtree(folder / "train" / "lightning_logs", ignore_errors=True)
     return json.loads(text)
-
