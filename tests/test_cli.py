@@ -214,6 +214,7 @@ def test_bench_lists_runs_runs_one_by_index_and_rejects_bad_options(tmp_path, ca
     assert [line.split("\t")[1] for line in lines] == [s.run_id for s in specs]
     assert all(line.endswith("pending") for line in lines)
     assert main([*args, "--run-index", "0"]) == 0  # one job of a scheduler's array
+    assert f"[bench run 0] {specs[0].run_id} epoch 2/2" in capsys.readouterr().err  # the run's epoch progress
     assert main([*args, "--list"]) == 0
     status = [line.split("\t")[2] for line in capsys.readouterr().out.strip().splitlines()]
     assert status == ["finished"] + ["pending"] * (len(specs) - 1)

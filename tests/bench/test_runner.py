@@ -45,10 +45,14 @@ def test_a_killed_benchmark_reruns_only_the_missing_runs(tmp_path):
     assert again["cached"] == len(specs) and again["ran"] == 0
 
 
-def test_worker_processes_give_the_same_results_as_one_process(tmp_path, tiny_bench):
+def test_worker_processes_give_the_same_results_as_one_process_and_show_progress(tmp_path, tiny_bench, capfd):
     suites, root = tiny_bench
     cls = [s for s in suites if s.task == "classification"]
     run_benchmark(cls, tmp_path, workers=2, report=False)
+    err = capfd.readouterr().err
+    total = len(plan_runs(cls))
+    assert f"[bench {total}/{total} done]" in err  # overall progress: runs done / total
+    assert "epoch 1/1" in err  # the current run's epoch, printed by the worker processes
     for spec in plan_runs(cls):
         a = json.loads((run_folder(root, spec) / "result.json").read_text())["evaluations"]
         b = json.loads((run_folder(tmp_path, spec) / "result.json").read_text())["evaluations"]
