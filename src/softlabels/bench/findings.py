@@ -22,7 +22,7 @@ from softlabels.bench.results import (
     load_suite,
     metric_table,
 )
-from softlabels.bench.statistics import PairedComparison, rank_methods
+from softlabels.bench.statistics import PairedComparison, mean_std, rank_methods
 from softlabels.bench.suites import Suite
 
 __all__ = ["SuiteSection", "suite_section"]
@@ -157,8 +157,6 @@ def suite_section(suite: Suite, root: str | Path, *, n_resamples: int = 1000) ->
     floor = metric_table({"oracle": next(iter(cells.values()))}, "oracle", metrics)["oracle"] if has_oracle else None
     temperatures = {}
     for label, cell in cells.items():
-        from softlabels.bench.statistics import mean_std
-
         temperatures[label] = mean_std([float(r["temperature"]) for r in cell.results])
     section = SuiteSection(
         suite, cells, metrics, tables, comparisons, _ranks(tables["raw"], metrics), floor, temperatures

@@ -8,7 +8,6 @@ rest), mean ± std over seeds, and the paired two-way bootstrap against the suit
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -22,7 +21,6 @@ from softlabels.bench.case_metrics import (
     HISTOGRAM_METRICS,
     ece_from_histogram,
     per_case_values,
-    summarize_case_metrics,
 )
 from softlabels.bench.runs import load_result, run_folder
 from softlabels.bench.statistics import PairedComparison, mean_std, paired_bootstrap, paired_bootstrap_pooled
@@ -257,16 +255,3 @@ def downstream(cell: CellRuns, evaluation: str) -> dict[str, float]:
         "pred": pred.tolist(),
         "ref": ref.tolist(),
     }
-
-
-def recomputed_summary(cell: CellRuns, evaluation: str) -> list[dict[str, float]]:
-    """The dataset values of every seed recomputed from the arrays (a check that ``result.json`` agrees)."""
-    return [summarize_case_metrics(arrays[evaluation]) for arrays in cell.arrays]
-
-
-def read_json(path: Path) -> Any:
-    """A JSON file, with a clear error naming it."""
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise ValueError(f"{str(path)!r} is unreadable: {err}") from err

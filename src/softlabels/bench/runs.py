@@ -147,16 +147,26 @@ def _batches(task: Any, loader: Any) -> Iterator[tuple[Tensor, Tensor | None, Ma
             yield logits.float(), features, batch
 
 
+class _ObservedStream:
+    """Re-iterable ``(logits, observed reference)`` over the validation split, one network pass per iteration.
+
+    The split's logits never sit in memory at once, so a 3D validation set streams like the metrics do.
+    """
+
+    def __init__(self, task: Any, loader: Any) -> None:
+        self.task, self.loader = task, loader
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        for logits, _, batch in _batches(self.task, self.loader):
+            yield logits, observed_reference(batch, self.task.num_classes, self.task.spatial_dims)
+
+
 def _fit_temperature(task: Any, dm: Any) -> float:
     """Temperature fitted on the validation split against the observed reference (never ``true_probs``)."""
     from softlabels.calibration import TemperatureScaler
 
-    dims = task.spatial_dims
-    stream = [
-        (logits, observed_reference(b, task.num_classes, dims)) for logits, _, b in _batches(task, dm.val_dataloader())
-    ]
     scaler = TemperatureScaler()
-    scaler.fit(stream)
+    scaler.fit(_ObservedStream(task, dm.val_dataloader()))
     return float(scaler.temperature_)
 
 
