@@ -73,7 +73,7 @@ def test_an_earlier_run_is_neither_mixed_in_nor_replaced_silently(trained, tmp_p
     assert main(["train", "--config", str(config), "--output_dir", str(out), "--trainer.max_epochs", "2"]) == 0
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["epoch=000.ckpt", "epoch=001.ckpt", "last.ckpt"]
     err = error_of(["train", "--config", str(config), "--output_dir", str(out)], capsys)
-    assert "holds checkpoints of an earlier run" in err and "--resume" in err and "--overwrite" in err
+    assert "holds an earlier run (epoch=000.ckpt" in err and "--resume" in err and "--overwrite" in err
     assert main(["train", "--config", str(config), "--output_dir", str(out), "--overwrite"]) == 0
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["epoch=000.ckpt", "last.ckpt"]  # no stale epoch
 

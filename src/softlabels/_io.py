@@ -14,8 +14,10 @@ nothing is written.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
@@ -25,6 +27,7 @@ __all__ = [
     "check_output_file",
     "check_output_folder",
     "remove_orphan_temporaries",
+    "staged_folder",
 ]
 
 TMP_SUFFIX = ".tmp"
@@ -151,15 +154,19 @@ def check_output_folder(path: Path | str, *, what: str) -> Path:
         >>> tmp.cleanup()
     """
     path = Path(path)
-    existing = _nearest_existing(path)
-    if existing == path.absolute():
-        if not existing.is_dir():
-            raise ValueError(f"{what} {str(path)!r} exists and is not a folder.")
-    elif not existing.is_dir():
-        raise ValueError(f"{what} {str(path)!r} cannot be created: {str(existing)!r} is a file, not a folder.")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ValueError(f"{what} {str(path)!r} is not writable: no write permission on {str(existing)!r}.")
+    if os.path.exists(path) and not path.is_dir():
+        raise ValueError(f"{what} {str(path)!r} exists and is not a folder.")
+    _check_creatable(path, path, what)
     return path
+
+
+def _check_creatable(target: Path, folder: Path, what: str) -> None:
+    """Raise unless ``folder`` is (or can be made) a writable folder, for writing ``target``."""
+    existing = _nearest_existing(folder)
+    if not existing.is_dir():
+        raise ValueError(f"{what} {str(target)!r} cannot be created: {str(existing)!r} is a file, not a folder.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{what} {str(target)!r} is not writable: no write permission on {str(existing)!r}.")
 
 
 def check_output_file(path: Path | str, *, what: str) -> Path:
@@ -177,5 +184,52 @@ def check_output_file(path: Path | str, *, what: str) -> Path:
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"{what} {str(path)!r} is a folder; give a file name.")
-    check_output_folder(path.parent, what=f"the folder of {what}")
+    _check_creatable(path, path.parent, what)
     return path
+
+
+def _siblings(out: Path, kind: str) -> list[Path]:
+    return sorted(out.parent.glob(f".{out.name}.{kind}-*")) if out.parent.is_dir() else []
+
+
+@contextmanager
+def staged_folder(out: Path | str) -> Iterator[Path]:
+    """Build a folder's new content in a staging folder beside it, then swap it in: never half old, half new.
+
+    Yields an empty folder ``.<name>.partial-<random>`` beside ``out``. When the block ends normally, the old
+    ``out`` (if any) is renamed aside, the staging folder renamed to ``out`` and the old content deleted; when the
+    block raises, the staging folder is deleted and ``out`` is left as it was. A process killed mid-way leaves the
+    old ``out`` whole (or, between the two renames, as ``.<name>.old-<random>``): the next call puts such an old
+    folder back and removes stale staging folders before it starts.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     out = Path(tmp) / "pred"
+        ...     with staged_folder(out) as stage:
+        ...         _ = (stage / "a.txt").write_text("new")
+        ...     sorted(p.name for p in Path(tmp).iterdir()), (out / "a.txt").read_text()
+        (['pred'], 'new')
+    """
+    out = Path(out)
+    if not os.path.lexists(out):
+        for old in _siblings(out, "old")[:1]:
+            os.replace(old, out)  # a swap killed between its two renames: the old output comes back
+    for stale in _siblings(out, "partial") + _siblings(out, "old"):
+        shutil.rmtree(stale, ignore_errors=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
+    os.chmod(stage, 0o777 & ~_umask())  # mkdtemp creates 0700
+    try:
+        yield stage
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    old = None
+    if os.path.lexists(out):
+        old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-"))  # a unique name ...
+        os.rmdir(old)  # ... that the old output takes
+        os.replace(out, old)
+    os.replace(stage, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

@@ -14,7 +14,9 @@ Sub-commands, each one entry of :data:`COMMANDS` (a function adding its argument
   report (``softlabels.bench``; finished runs are cached, so a killed benchmark resumes).
 
 User errors (bad paths, unreadable files, invalid values) print one line to stderr and exit with status 2, like
-argparse's own errors; anything else is a bug and shows its traceback.
+argparse's own errors; anything else is a bug and shows its traceback (see :func:`is_user_error`: a ``ValueError``
+or ``TypeError`` is a user error only when softlabels' own validation raised it, never when it escaped from inside
+torch, numpy or our own code's calls).
 
 ``softlabels score`` file conventions (details in :mod:`softlabels.data.prediction_files`): probability maps are
 NIfTI volumes with the classes on the **last** axis ``(x, y, z, C)`` (a 3D volume is the foreground probability of a
@@ -30,14 +32,20 @@ are integer NIfTI or PNG files; cases are matched by file name stem. Examples::
 from __future__ import annotations
 
 import argparse
+import linecache
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import TracebackType
 from typing import NamedTuple
 
 from softlabels import __version__
 
-USER_ERRORS: tuple[type[Exception], ...] = (ValueError, TypeError, FileNotFoundError)
+USER_ERRORS: tuple[type[Exception], ...] = (ValueError, TypeError, OSError)
+# an OSError on a path the user gave: a missing input, an output that cannot be written
+PATH_ERRORS: tuple[type[OSError], ...] = (
+    FileNotFoundError, PermissionError, NotADirectoryError, IsADirectoryError, FileExistsError,
+)  # fmt: skip
 EXAMPLE = "-"  # ``--raters -`` / ``--labels -`` with ``--example``: that reference of the shipped example
 
 
@@ -158,13 +166,15 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from softlabels.training.config import config_from_dict, config_parser
+    from softlabels.training.config import config_from_dict, config_parser, read_config_file
     from softlabels.training.run import train
 
     parser = config_parser("softlabels train", "Train a configured run (see docs/training.md).")
     if any(a in ("-h", "--help") for a in args.options):
         parser.print_help()
         return 0
+    for path in _config_files(args.options):
+        read_config_file(path)  # strict YAML first: no duplicated section, not empty
     try:
         namespace = parser.parse_args(args.options)
     except Exception as err:  # jsonargparse's ArgumentError: a bad key, type or value
@@ -177,6 +187,13 @@ def _run_train(args: argparse.Namespace) -> int:
         raise ValueError(f"trainer options: {err}") from err
     print("final validation metrics: " + ", ".join(f"{k} {v:.4g}" for k, v in sorted(metrics.items())))
     return 0
+
+
+def _config_files(options: Sequence[str]) -> list[str]:
+    """The files given as ``--config FILE`` or ``--config=FILE`` among the train options."""
+    files = [a.split("=", 1)[1] for a in options if a.startswith("--config=")]
+    files += [options[i + 1] for i, a in enumerate(options[:-1]) if a == "--config"]
+    return files
 
 
 def _add_checkpoint_argument(parser: argparse.ArgumentParser) -> None:
@@ -195,12 +212,9 @@ def _add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
 def _data_override(path: Path | None) -> dict[str, object] | None:
     if path is None:
         return None
-    import yaml
+    from softlabels._yaml import load_yaml
 
-    try:
-        loaded = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as err:
-        raise ValueError(f"--data-config {str(path)!r} could not be read: {err}") from err
+    loaded = load_yaml(path, what="--data-config")
     if not isinstance(loaded, dict) or "data" not in loaded:
         raise ValueError(f"--data-config {str(path)!r} must hold a `data:` section; got {loaded!r:.80}.")
     return {"data": loaded["data"]}
@@ -347,6 +361,50 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _raising_frame(tb: TracebackType | None) -> TracebackType | None:
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb
+
+
+def is_user_error(err: BaseException) -> bool:
+    """Whether ``err`` reports bad input (one line for the user) rather than a bug (a traceback for us).
+
+    - an ``OSError`` about a path (missing input, output not writable, a file where a folder is expected): yes;
+    - a ``ValueError`` / ``TypeError`` raised by a ``raise`` statement in softlabels' own code (the house
+      validation, which names the value or file): yes;
+    - the same errors raised inside torch, numpy or another library, or by a failed call in our code (``f() got an
+      unexpected keyword argument``): no — those are bugs to fix, and their traceback stays visible.
+
+    Example:
+        >>> def check(x):
+        ...     raise ValueError(f"`x` must be positive; got {x}.")
+        >>> try:
+        ...     int("seven")  # a ValueError from inside Python: not ours
+        ... except ValueError as err:
+        ...     is_user_error(err)
+        False
+    """
+    if isinstance(err, PATH_ERRORS):
+        return True
+    if not isinstance(err, ValueError | TypeError):
+        return False
+    frame = _raising_frame(err.__traceback__)
+    if frame is None:
+        return False
+    module = str(frame.tb_frame.f_globals.get("__name__", ""))
+    if module != "softlabels" and not module.startswith("softlabels."):
+        return False
+    line = linecache.getline(frame.tb_frame.f_code.co_filename, frame.tb_lineno).strip()
+    return line.startswith("raise ")
+
+
+def _one_line(err: BaseException) -> str:
+    """The error's message on one line (a multi-line message from a library is joined)."""
+    text = " ".join(part.strip() for part in str(err).strip().splitlines() if part.strip())
+    return text or type(err).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status (0 success, 2 user error).
 
@@ -370,7 +428,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args))
     except USER_ERRORS as err:
-        print(f"softlabels {args.command}: error: {err}", file=sys.stderr)
+        if not is_user_error(err):
+            raise
+        print(f"softlabels {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
 
 

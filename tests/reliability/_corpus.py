@@ -45,7 +45,7 @@ def snapshot(*roots: Path | str) -> dict[str, Entry]:
     return out
 
 
-def user_error(argv: Sequence[str], capsys, *needles: str) -> str:  # noqa: ANN001
+def user_error(argv: Sequence[str], capsys, *needles: str) -> str:
     """Run ``softlabels argv`` in-process; assert exit 2 and one stderr line naming every needle; return it."""
     capsys.readouterr()
     code = main(list(argv))

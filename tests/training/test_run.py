@@ -93,7 +93,7 @@ def test_a_run_killed_mid_epoch_and_resumed_ends_like_an_uninterrupted_run(tmp_p
 
 
 def test_resume_without_checkpoint_and_foreign_checkpoints_raise(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"nothing to resume: '.*last.ckpt' does not exist"):
+    with pytest.raises(FileNotFoundError, match=r"nothing to resume: no complete checkpoint in '.*checkpoints'"):
         train(seg_config(tmp_path / "none"), resume=True)
     foreign = tmp_path / "foreign.ckpt"
     torch.save({"state_dict": {}}, foreign)
@@ -118,5 +118,6 @@ def test_tfkd_self_loads_its_teacher_from_a_checkpoint_and_refuses_to_train_with
     assert task.method.is_ready
     assert "val/loss" in train(student)
     no_teacher = seg_config(tmp_path / "alone", method={"name": "tfkd_self"}, trainer={"max_epochs": 1, **QUIET})
-    with pytest.raises(ValueError, match=r"method 'tfkd_self' is not ready"):
+    with pytest.raises(ValueError, match=r"'tfkd_self' needs a trained teacher: set `method.teacher_checkpoint`"):
         train(no_teacher)
+    assert not (tmp_path / "alone").exists()  # refused before anything was written

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-__all__ = ["RunConfig", "config_from_dict", "config_parser", "config_to_dict"]
+__all__ = ["RunConfig", "config_from_dict", "config_parser", "config_to_dict", "read_config_file"]
 
 
 @dataclass
@@ -148,6 +148,36 @@ def config_parser(prog: str, description: str) -> Any:
             annotation = {"task": Literal["segmentation", "classification"], "seed": int, "output_dir": str}
             parser.add_argument(f"--{item.name}", type=annotation.get(item.name, dict[str, Any]), default=default)
     return parser
+
+
+def read_config_file(path: str | Path, *, what: str = "--config") -> dict[str, Any]:
+    r"""Read a YAML config file strictly: a mapping of sections, no key twice, not empty.
+
+    ``softlabels train`` reads every ``--config`` file with this before jsonargparse parses it, so a duplicated
+    section (which YAML would silently reduce to its last block) or an empty file is one clear error.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: a folder, unreadable, a YAML error, a duplicated key, empty, or not a mapping (the file named).
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     _ = (Path(tmp) / "run.yaml").write_text("task: classification\nseed: 1\n")
+        ...     read_config_file(Path(tmp) / "run.yaml")
+        {'task': 'classification', 'seed': 1}
+    """
+    from softlabels._yaml import load_yaml
+
+    content = load_yaml(path, what=what)
+    if content is None:
+        raise ValueError(
+            f"{what} {str(path)!r} is empty; it must hold the run's sections (task, data, model, method, ...; "
+            "configs/cpu/ holds examples)."
+        )
+    if not isinstance(content, dict):
+        raise ValueError(f"{what} {str(path)!r} must hold a mapping of sections; got a {type(content).__name__}.")
+    return content
 
 
 def config_from_dict(values: dict[str, Any]) -> RunConfig:

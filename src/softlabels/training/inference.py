@@ -17,8 +17,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from softlabels._io import atomic_write_bytes, check_output_file, check_output_folder
 from softlabels._options import look_up_option
-from softlabels.bench.report import atomic_write, write_report
+from softlabels.bench.report import write_report
 from softlabels.bench.score import ScoreResult, score_predictions
 from softlabels.calibration import TemperatureScaler
 from softlabels.data.prediction_files import Case
@@ -114,6 +115,7 @@ def evaluate(
         (['json', 'markdown', 'png'], True)
         >>> tmp.cleanup()
     """
+    check_output_folder(output, what="--output")
     config, dm, task = load_run(checkpoint, overrides)
     loader = split_loader(dm, split)
     soft_wanted = config.evaluation.reference == "auto"
@@ -179,12 +181,15 @@ def calibrate(checkpoint: str | Path, output: str | Path | None = None) -> dict[
         'calibrated.ckpt'
         >>> tmp.cleanup()
     """
+    target = Path(output) if output is not None else Path(checkpoint).with_name("calibrated.ckpt")
+    check_output_file(target, what="--output")
+    if target.exists() and Path(checkpoint).exists() and target.samefile(checkpoint):
+        raise ValueError(f"--output {str(target)!r} is the input checkpoint; write the calibrated copy elsewhere.")
     config, dm, task = load_run(checkpoint)
     stream = _ValidationLogits(task, dm.val_dataloader(), config.evaluation.reference == "auto")
     scaler = TemperatureScaler()
     before = _mean_nll(stream)
     scaler.fit(stream)
-    target = Path(output) if output is not None else Path(checkpoint).with_name("calibrated.ckpt")
     state = load_checkpoint(checkpoint)
     state["state_dict"]["scaler.log_temperature"] = scaler.log_temperature.detach().clone()
     AtomicCheckpointIO().save_checkpoint(state, target)
@@ -193,7 +198,7 @@ def calibrate(checkpoint: str | Path, output: str | Path | None = None) -> dict[
         "converged": scaler.converged_, "checkpoint": str(target), "split": "val",
     }  # fmt: skip
     text = json.dumps(summary, indent=2) + "\n"
-    atomic_write(target.with_suffix(".json"), lambda handle: handle.write(text.encode()))
+    atomic_write_bytes(target.with_suffix(".json"), text.encode())
     return summary
 
 

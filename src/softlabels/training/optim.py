@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import math
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
@@ -24,7 +25,40 @@ _SCHEDULER_KEYS = {
 }
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _fraction(value: Any) -> bool:
+    return _number(value) and 0 <= value < 1
+
+
+# what each numeric option must be: (check, description)
+_VALUES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "lr": (lambda v: _number(v) and v > 0, "a number > 0"),
+    "weight_decay": (lambda v: _number(v) and v >= 0, "a number >= 0"),
+    "momentum": (_fraction, "a number in [0, 1)"),
+    "nesterov": (lambda v: isinstance(v, bool), "true or false"),
+    "betas": (
+        lambda v: isinstance(v, list | tuple) and len(v) == 2 and all(_fraction(b) for b in v),
+        "two numbers in [0, 1)",
+    ),
+    "eps": (lambda v: _number(v) and v > 0, "a number > 0"),
+    "eta_min": (lambda v: _number(v) and v >= 0, "a number >= 0"),
+    "gamma": (lambda v: _number(v) and v > 0, "a number > 0"),
+    "step_size": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "an integer >= 1"),
+    "milestones": (
+        lambda v: isinstance(v, list | tuple)
+        and all(isinstance(m, int) and not isinstance(m, bool) and m >= 0 for m in v)
+        and list(v) == sorted(set(v)),
+        "increasing integers >= 0, e.g. [45, 80]",
+    ),
+}
+
+
 def _options(config: Mapping[str, Any], allowed: dict[str, set[str]], kind: str) -> tuple[str, dict[str, Any]]:
+    if not isinstance(config, Mapping):
+        raise ValueError(f"`{kind}` of the run config must be a mapping with a `name`; got {config!r}.")
     options = dict(config)
     name = look_up_option(
         f"{kind}.name", options.pop("name", "none" if kind == "scheduler" else "adamw"), allowed, where=kind
@@ -32,6 +66,10 @@ def _options(config: Mapping[str, Any], allowed: dict[str, set[str]], kind: str)
     unknown = sorted(set(options) - allowed[name])
     if unknown:
         raise ValueError(f"unknown {kind} option(s) {unknown} for {name!r}; valid: {sorted(allowed[name])}.")
+    for key, value in options.items():
+        check, wanted = _VALUES[key]
+        if not check(value):
+            raise ValueError(f"`{kind}.{key}` of the run config must be {wanted}; got {value!r}.")
     return name, options
 
 
@@ -49,7 +87,8 @@ def build_optimizer(
     "step_size": …, "gamma": …}``; stepped once per epoch.
 
     Raises:
-        ValueError: an unknown name or option (the valid ones are listed), or ``cosine`` without ``max_epochs``.
+        ValueError: an unknown name or option (the valid ones are listed), an option of the wrong kind (``lr`` not a
+            positive number, ...), or ``cosine`` without ``max_epochs``.
 
     Example:
         >>> net = torch.nn.Linear(2, 2)

@@ -13,7 +13,13 @@ Segmentation outputs, per case, in ``output/``:
 ``<case>`` is the sample's name (:class:`~softlabels.training.evaluation.CaseNames`: its ``"case"``, with ``_1``,
 ``_2``, … appended when a source's case holds several samples, e.g. the nodules of one LIDC patient).
 
-Classification: ``predictions.csv`` (case, the probability of each class, the predicted class).
+Classification: ``predictions.csv`` (case, the probability of each class, the predicted class) and
+``predictions.json``.
+
+The output folder is written as a whole (:func:`softlabels._io.staged_folder`): the new predictions are built beside
+it and swapped in when complete, so a folder never mixes an earlier prediction's masks with this one's. ``output``
+must be new, empty, or hold an earlier ``predict`` output only (its ``predictions.json`` and the files named as
+above); any other file in it is refused before the model is even loaded.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import csv
 import gzip
 import io
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,12 +37,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from softlabels.bench.report import atomic_write
+from softlabels._io import atomic_write_bytes, check_output_folder, staged_folder
 from softlabels.training.evaluation import CaseNames
 from softlabels.training.inference import split_loader
 from softlabels.training.run import load_run
 
-__all__ = ["QUBIQ_THRESHOLDS", "check_thresholds", "predict"]
+__all__ = ["QUBIQ_THRESHOLDS", "check_prediction_folder", "check_thresholds", "predict"]
 
 QUBIQ_THRESHOLDS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 """The QUBIQ threshold levels.
@@ -81,9 +88,46 @@ def _png_bytes(mask: np.ndarray) -> bytes:
 
 
 def _write(path: Path, payload: bytes) -> str:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda handle: handle.write(payload))
+    atomic_write_bytes(path, payload)
     return str(path)
+
+
+MANIFEST = "predictions.json"
+_OWN_FILES = re.compile(
+    r"^(predictions\.json|predictions\.csv|probs/[^/]+\.(nii\.gz|npz)|masks/[^/]+/t[0-9.]+(_c\d+)?\.(nii\.gz|png|npz))$"
+)
+
+
+def check_prediction_folder(output: str | Path) -> Path:
+    """Check ``output`` may receive predictions: new, empty, or an earlier ``predict`` output only.
+
+    Raises:
+        ValueError: ``output`` is a file or not writable, or holds a file that ``predict`` did not write (named).
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     _ = (Path(tmp) / "notes.txt").write_text("mine")
+        ...     try:
+        ...         check_prediction_folder(tmp)
+        ...     except ValueError as err:
+        ...         "notes.txt" in str(err)
+        True
+    """
+    out = check_output_folder(output, what="--output")
+    if not out.is_dir():
+        return out
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if not p.is_dir())
+    foreign = [f for f in files if not _OWN_FILES.match(f)]
+    if files and not (out / MANIFEST).is_file():
+        foreign = foreign or files
+    if foreign:
+        raise ValueError(
+            f"--output {str(out)!r} holds files that `predict` did not write ({', '.join(foreign[:3])}"
+            f"{', ...' if len(foreign) > 3 else ''}); give a new or empty folder, or one holding an earlier "
+            "prediction only (it is replaced as a whole)."
+        )
+    return out
 
 
 def _write_case(out: Path, case: str, probs: Tensor, affine: Tensor | None, levels: Sequence[float]) -> list[str]:
@@ -155,17 +199,32 @@ def predict(
         >>> checkpoint = f"{tmp.name}/checkpoints/last.ckpt"
         >>> manifest = predict(checkpoint, f"{tmp.name}/predictions", split="test")
         >>> sorted(manifest), manifest["temperature"]
-        (['files', 'temperature'], 1.0)
+        (['checkpoint', 'files', 'temperature'], 1.0)
         >>> tmp.cleanup()
     """
     levels = check_thresholds(thresholds)
+    out = check_prediction_folder(output)
     config, dm, task = load_run(checkpoint)
-    out = Path(output)
-    if config.task == "classification":
-        if input_root is not None:
-            raise ValueError("predict on a folder is for segmentation runs; use --split for classification.")
-        return _predict_classes(task, split_loader(dm, split), out)
-    loader = _input_loader(input_root, task.num_classes) if input_root is not None else split_loader(dm, split)
+    if config.task == "classification" and input_root is not None:
+        raise ValueError("predict on a folder is for segmentation runs; use --split for classification.")
+    if config.task == "segmentation" and input_root is not None:
+        loader = _input_loader(input_root, task.num_classes)
+    else:
+        loader = split_loader(dm, split)
+    manifest: dict[str, Any] = {"checkpoint": str(checkpoint), "temperature": task.scaler.temperature_}
+    with staged_folder(out) as stage:
+        if config.task == "classification":
+            names = _predict_classes(task, loader, stage)
+        else:
+            manifest["thresholds"] = list(levels)
+            names = _predict_masks(task, loader, stage, levels)
+        manifest["files"] = [str(out / name) for name in names]
+        _write(stage / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
+    return manifest
+
+
+def _predict_masks(task: Any, loader: Any, stage: Path, levels: Sequence[float]) -> list[str]:
+    """Write every case's probability map and masks into ``stage``; return their paths relative to it."""
     files: list[str] = []
     case_names = CaseNames()
     with torch.no_grad():
@@ -174,14 +233,11 @@ def predict(
             affines = batch.get("affine")
             for i, name in enumerate(case_names(batch, len(probs))):
                 affine = affines[i] if isinstance(affines, Tensor) else None
-                files += _write_case(out, name, probs[i], affine, levels)
-    manifest: dict[str, Any] = {"checkpoint": str(checkpoint), "thresholds": list(levels), "files": files}
-    manifest["temperature"] = task.scaler.temperature_
-    _write(out / "predictions.json", (json.dumps(manifest, indent=2) + "\n").encode())
-    return manifest
+                files += _write_case(stage, name, probs[i], affine, levels)
+    return [str(Path(f).relative_to(stage)) for f in files]
 
 
-def _predict_classes(task: Any, loader: Any, out: Path) -> dict[str, Any]:
+def _predict_classes(task: Any, loader: Any, stage: Path) -> list[str]:
     rows: list[list[Any]] = []
     case_names = CaseNames()
     with torch.no_grad():
@@ -193,5 +249,5 @@ def _predict_classes(task: Any, loader: Any, out: Path) -> dict[str, Any]:
     writer = csv.writer(buffer)
     writer.writerow(["case", *[f"p{c}" for c in range(task.num_classes)], "predicted"])
     writer.writerows(rows)
-    _write(out / "predictions.csv", buffer.getvalue().encode())
-    return {"files": [str(out / "predictions.csv")], "temperature": task.scaler.temperature_}
+    _write(stage / "predictions.csv", buffer.getvalue().encode())
+    return ["predictions.csv"]

@@ -3,8 +3,12 @@
 ``train`` writes into ``output_dir``: ``config.yaml`` (the resolved configuration), ``checkpoints/epoch=NNN.ckpt``
 after every epoch and ``checkpoints/last.ckpt`` (all written atomically), ``logs/version_K/metrics.csv`` (Lightning's
 CSV logger) and ``final_metrics.json`` (the validation metrics of the final model). ``resume=True`` continues from
-``last.ckpt``: with a fixed seed, epoch-seeded shuffling and deterministic algorithms it ends where an uninterrupted
-run ends.
+the newest complete checkpoint (``last.ckpt``, or an epoch file written after it by a run killed mid-save): with a
+fixed seed, epoch-seeded shuffling and deterministic algorithms it ends where an uninterrupted run ends.
+
+Nothing in ``output_dir`` changes before the whole run has been checked (:func:`check_run`: data, model, method
+options and the keys they need, optimiser, scheduler, trainer options and, with ``resume``, that the checkpoint's
+weights and optimiser state fit the config), so a run refused for a bad config leaves an earlier run intact.
 """
 
 from __future__ import annotations
@@ -19,15 +23,23 @@ import torch
 import yaml
 from torch import nn
 
-from softlabels.bench.report import atomic_write
+from softlabels._io import atomic_write_bytes, check_output_folder, remove_orphan_temporaries
 from softlabels.data.datamodule import SoftLabelDataModule
-from softlabels.methods import create_method
-from softlabels.training.checkpoint_io import AtomicCheckpointIO, load_checkpoint
+from softlabels.methods import VLS_KEY, create_method
+from softlabels.training.checkpoint_io import (
+    AtomicCheckpointIO,
+    load_checkpoint,
+    load_state_checked,
+    newest_checkpoint,
+)
 from softlabels.training.config import RunConfig, config_from_dict, config_to_dict
 from softlabels.training.data_sources import build_datamodule
+from softlabels.training.optim import build_optimizer
 from softlabels.training.task import ClassificationTask, SegmentationTask, SoftLabelTask
 
-__all__ = ["build_run", "load_run", "make_trainer", "train"]
+__all__ = ["build_run", "check_run", "load_run", "make_trainer", "train"]
+
+RUN_FILES = ("config.yaml", "final_metrics.json")  # besides checkpoints/ and logs/: what `train` writes
 
 
 def _data_shape(dm: SoftLabelDataModule) -> tuple[int, int, int]:
@@ -35,6 +47,8 @@ def _data_shape(dm: SoftLabelDataModule) -> tuple[int, int, int]:
     info = dm.info
     if "num_classes" not in info:
         raise ValueError("the data source gives no `num_classes` in its info; set it in data.options.")
+    if len(dm.train_set) == 0:  # type: ignore[arg-type]
+        raise ValueError("the data's training split is empty; a run needs at least one training sample.")
     image = dm.train_set[0]["image"]  # type: ignore[index]
     dims = int(info.get("spatial_dims", image.ndim - 1))
     return int(info["num_classes"]), dims, int(image.shape[0])
@@ -44,13 +58,14 @@ def _teacher(config: RunConfig, num_classes: int, dims: int, channels: int) -> n
     """The trained teacher of ``tfkd_self``: the run's architecture with the weights of ``teacher_checkpoint``."""
     from softlabels.models import create_model
 
-    checkpoint = load_checkpoint(str(config.method.teacher_checkpoint))
+    path = str(config.method.teacher_checkpoint)
+    checkpoint = load_checkpoint(path)
     state = checkpoint.get("state_dict", checkpoint)
     weights = {k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")} or state
     teacher = create_model(
         config.model.name, in_channels=channels, num_classes=num_classes, spatial_dims=dims, **config.model.options
     )
-    teacher.load_state_dict(weights)
+    load_state_checked(teacher, weights, source=f"method.teacher_checkpoint {path!r}")
     return teacher.eval()
 
 
@@ -89,7 +104,9 @@ def build_run(config: RunConfig) -> tuple[SoftLabelDataModule, SoftLabelTask]:
     }  # fmt: skip
     if config.task == "segmentation":
         options |= {"spatial_dims": dims, "inference": vars(config.inference)}
-    return dm, task_class(model, method, **options)
+    task = task_class(model, method, **options)
+    task.data_shape = {"num_classes": num_classes, "spatial_dims": dims, "in_channels": channels}
+    return dm, task
 
 
 def load_run(
@@ -125,7 +142,14 @@ def load_run(
         raise ValueError(f"checkpoint {str(checkpoint)!r} was not written by `softlabels train` (no stored config).")
     config = config_from_dict({**stored, **dict(overrides or {})})
     dm, task = build_run(config)
-    task.load_state_dict(state["state_dict"])
+    trained = state.get("softlabels_data_shape")
+    if isinstance(trained, dict) and trained != task.data_shape:
+        differs = ", ".join(f"{k} {task.data_shape[k]} (trained on {trained.get(k)})" for k in task.data_shape
+                            if task.data_shape[k] != trained.get(k))  # fmt: skip
+        raise ValueError(
+            f"the data ({config.data.source!r}) does not fit the model of checkpoint {str(checkpoint)!r}: {differs}."
+        )
+    load_state_checked(task, state["state_dict"], source=f"checkpoint {str(checkpoint)!r}")
     return config, dm, task.eval()
 
 
@@ -154,12 +178,100 @@ def make_trainer(config: RunConfig, *, callbacks: Sequence[L.Callback] = (), **o
             default_root_dir=out, callbacks=[checkpoints, *callbacks], logger=CSVLogger(save_dir=out, name="logs"),
             plugins=[AtomicCheckpointIO()], **options,
         )  # fmt: skip
-    except (MisconfigurationException, ImportError) as err:  # e.g. devices=0, accelerator="tpu" without torch_xla
+    except (MisconfigurationException, ImportError, ValueError, TypeError) as err:  # devices=0, precision=17, ...
         raise ValueError(f"trainer options: {err}") from err
 
 
 def _write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda handle: handle.write(text.encode()))
+    atomic_write_bytes(path, text.encode())
+
+
+def check_run(config: RunConfig, dm: SoftLabelDataModule, task: SoftLabelTask) -> None:
+    """Check what only the first training step would find: the method's data keys, its teacher, the optimiser.
+
+    Run before anything is written, so a config error never leaves a run folder behind.
+
+    Raises:
+        ValueError: a key the method reads is not in the data's samples, a method that needs a teacher has none,
+            or the optimiser / scheduler options are invalid (the option is named).
+
+    Example:
+        >>> cfg = config_from_dict({"task": "classification", "model": {"name": "small_cnn"},
+        ...     "optimizer": {"name": "sgd", "lr": -1},
+        ...     "data": {"source": "synthetic_classification", "options": {"num_items": [8, 4, 4]}}})
+        >>> dm, task = build_run(cfg)
+        >>> check_run(cfg, dm, task)
+        Traceback (most recent call last):
+            ...
+        ValueError: `optimizer.lr` of the run config must be a number > 0; got -1.
+    """
+    sample = dm.train_set[0]  # type: ignore[index]
+    missing = [k for k in task.method.requires if k not in sample and k != VLS_KEY]
+    if missing:
+        raise ValueError(
+            f"method {task.method.name!r} needs the data key(s) {missing}; data source {config.data.source!r} "
+            f"gives {sorted(map(str, sample))}."
+        )
+    if not task.method.is_ready and task.method.name != "vls":
+        raise ValueError(
+            f"method {task.method.name!r} needs a trained teacher: set `method.teacher_checkpoint` to a checkpoint "
+            "of `softlabels train`."
+        )
+    build_optimizer(task.model.parameters(), config.optimizer, config.scheduler, config.trainer.max_epochs)
+
+
+def _check_resume(config: RunConfig, task: SoftLabelTask, path: Path, state: dict[str, Any]) -> None:
+    """Refuse a resume whose checkpoint does not fit the config (weights, method state, optimiser state)."""
+    if "state_dict" not in state or not isinstance(state.get("softlabels_config"), dict):
+        raise ValueError(f"--resume: checkpoint {str(path)!r} was not written by `softlabels train`.")
+    load_state_checked(task, state["state_dict"], source=f"--resume: checkpoint {str(path)!r}")
+    optimizers = state.get("optimizer_states") or []
+    if optimizers:
+        built = build_optimizer(task.model.parameters(), config.optimizer, config.scheduler, config.trainer.max_epochs)
+        try:
+            built["optimizer"].load_state_dict(optimizers[0])
+        except (ValueError, KeyError, RuntimeError) as err:
+            raise ValueError(
+                f"--resume: the optimiser state of checkpoint {str(path)!r} does not fit optimizer "
+                f"{config.optimizer!r}: {' '.join(str(err).split())}"
+            ) from err
+
+
+def _earlier_run(out: Path) -> list[Path]:
+    """The files of an earlier run in ``out``: its checkpoints and its final metrics."""
+    found = sorted((out / "checkpoints").glob("*.ckpt")) if (out / "checkpoints").is_dir() else []
+    return found + [out / "final_metrics.json"] * (out / "final_metrics.json").is_file()
+
+
+def _start_point(out: Path, resume: bool, overwrite: bool) -> tuple[Path, dict[str, Any]] | None:
+    """The checkpoint to resume from (``resume``), after refusing what cannot go on."""
+    if resume and overwrite:
+        raise ValueError("--resume continues the run in output_dir and --overwrite replaces it; pass only one.")
+    if resume:
+        start = newest_checkpoint(out / "checkpoints")
+        if start is None:
+            raise FileNotFoundError(
+                f"nothing to resume: no complete checkpoint in {str(out / 'checkpoints')!r} (train without --resume "
+                "to start the run anew)."
+            )
+        return start
+    earlier = _earlier_run(out)
+    if earlier and not overwrite:
+        raise ValueError(
+            f"output_dir {str(out)!r} holds an earlier run ({earlier[0].name}, ...); pass --resume to continue it, "
+            "--overwrite to replace it, or choose another --output_dir."
+        )
+    return None
+
+
+def _replace_earlier_run(out: Path) -> None:
+    """Remove what an earlier run wrote (checkpoints, logs, config, final metrics) before a new run starts."""
+    import shutil
+
+    for path in _earlier_run(out) + [out / name for name in RUN_FILES]:
+        path.unlink(missing_ok=True)
+    if (out / "logs").is_dir():
+        shutil.rmtree(out / "logs")
 
 
 def train(
@@ -167,16 +279,20 @@ def train(
 ) -> dict[str, float]:
     """Train a configured run; return (and write to ``final_metrics.json``) the final validation metrics.
 
+    Everything is checked before ``output_dir`` changes (see the module docstring); orphan temporary files of a
+    killed earlier process are removed when the run starts.
+
     Args:
         config: the run.
-        resume: continue from ``output_dir/checkpoints/last.ckpt``.
-        overwrite: train anew although ``output_dir/checkpoints`` holds an earlier run's checkpoints (they are
-            deleted first, so no stale epoch is mistaken for this run's).
+        resume: continue from the newest complete checkpoint in ``output_dir/checkpoints``.
+        overwrite: train anew although ``output_dir`` holds an earlier run: its checkpoints, logs, config and final
+            metrics are deleted once the new run has been checked, so no stale file is mistaken for this run's.
         callbacks: extra Lightning callbacks.
 
     Raises:
-        FileNotFoundError: ``resume`` without a ``last.ckpt``.
-        ValueError: checkpoints of an earlier run in ``output_dir`` without ``resume`` or ``overwrite``.
+        FileNotFoundError: ``resume`` without a complete checkpoint.
+        ValueError: an earlier run in ``output_dir`` without ``resume`` or ``overwrite``; a bad config (the key is
+            named); with ``resume``, a checkpoint that does not fit the config.
 
     Example:
         >>> import tempfile
@@ -192,28 +308,26 @@ def train(
         True
         >>> tmp.cleanup()
     """
-    out = Path(config.output_dir)
-    last = out / "checkpoints" / "last.ckpt"
-    if resume and not last.is_file():
-        raise FileNotFoundError(f"nothing to resume: {str(last)!r} does not exist (train once without --resume).")
-    earlier = sorted((out / "checkpoints").glob("*.ckpt")) if not resume else []
-    if earlier and not overwrite:
-        raise ValueError(
-            f"output_dir {str(out)!r} holds checkpoints of an earlier run ({earlier[0].name}, ...); pass --resume to "
-            "continue it, --overwrite to replace it, or choose another --output_dir."
-        )
+    out = check_output_folder(config.output_dir, what="output_dir")
+    start = _start_point(out, resume, overwrite)
     dm, task = build_run(config)
+    check_run(config, dm, task)
+    trainer = make_trainer(config, callbacks=callbacks)
+    if start is not None:
+        _check_resume(config, task, *start)
+    # --- checked: from here on the run folder changes ---
+    if trainer.is_global_zero:
+        for folder in (out, out / "checkpoints"):
+            remove_orphan_temporaries(folder)
+        if overwrite:
+            _replace_earlier_run(out)
+        out.mkdir(parents=True, exist_ok=True)
+        _write_text(out / "config.yaml", yaml.safe_dump(config_to_dict(config), sort_keys=False))
     if config.method.name == "vls":  # stage 1 and the cached soft labels before stage 2 (docs/methods.md, VLS)
         from softlabels.training.vls import prepare_vls
 
         prepare_vls(config, dm, task.method, _data_shape(dm))
-    trainer = make_trainer(config, callbacks=callbacks)
-    if trainer.is_global_zero:
-        for stale in earlier:
-            stale.unlink()
-        out.mkdir(parents=True, exist_ok=True)
-        _write_text(out / "config.yaml", yaml.safe_dump(config_to_dict(config), sort_keys=False))
-    trainer.fit(task, datamodule=dm, ckpt_path=str(last) if resume else None)
+    trainer.fit(task, datamodule=dm, ckpt_path=str(start[0]) if start is not None else None)
     results = trainer.validate(task, datamodule=dm, verbose=False)
     metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
     if trainer.is_global_zero:

@@ -89,6 +89,7 @@ class SoftLabelTask(L.LightningModule):
         self.scheduler_config = dict(scheduler or {"name": "none"})
         self.inference = dict(inference or {})
         self.config = dict(config or {})
+        self.data_shape: dict[str, int] = {}  # num_classes, spatial_dims, in_channels of the data (set by build_run)
         self.scaler = TemperatureScaler()  # T = 1 until `softlabels calibrate` fits it; never trained with the net
         self.scaler.log_temperature.requires_grad_(False)
         num_features = getattr(model, "num_features", None)
@@ -238,6 +239,8 @@ class SoftLabelTask(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Store the resolved configuration (plain data) so a checkpoint alone rebuilds the task."""
         checkpoint["softlabels_config"] = self.config
+        if self.data_shape:
+            checkpoint["softlabels_data_shape"] = dict(self.data_shape)
 
 
 class SegmentationTask(SoftLabelTask):

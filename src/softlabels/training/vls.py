@@ -29,8 +29,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from softlabels._io import atomic_write
 from softlabels._method_targets import hard_labels
-from softlabels.bench.report import atomic_write
 from softlabels.methods import VLS_KEY, Method
 from softlabels.targets.vls import VLSGenerator, vls_loss, vls_soft_labels
 from softlabels.training.checkpoint_io import load_checkpoint
