@@ -123,10 +123,10 @@ def run_all(lo: int, hi: int) -> dict:
     return {**run_metrics(probs[lo:hi], target[lo:hi], mask[lo:hi]), **other_metrics(lo, hi)}
 
 
-def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
+def _worker(rank: int, world: int, port: int, out_dir: str, split: int = 3) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
-    lo, hi = (0, 3) if rank == 0 else (3, 5)  # uneven split: 3 cases and 2 cases
+    lo, hi = (0, split) if rank == 0 else (split, 5)  # uneven split: 3 cases and 2 cases by default
     results = run_all(lo, hi)
     torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
     dist.destroy_process_group()
@@ -148,9 +148,11 @@ def _equal(a, b) -> bool:
     )
 
 
-def test_two_processes_equal_one_process(tmp_path):
+@pytest.mark.parametrize("split", [3, 5], ids=["3+2 cases", "5 cases + an empty batch"])
+def test_two_processes_equal_one_process(tmp_path, split):
+    """With ``split=5`` process 1 sees only an empty batch (N = 0): its no-op update must not disturb the sync."""
     single = run_all(0, 5)
-    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path), split), nprocs=2, join=True)
     for rank in range(2):
         synced = torch.load(tmp_path / f"rank{rank}.pt", weights_only=False)
         assert synced.keys() == single.keys()

@@ -18,6 +18,10 @@ from softlabels.losses._inputs import (
 class VoxelLoss(nn.Module):
     """A loss ``ℓ_v`` per item or voxel, reduced by :func:`reduce_voxels`; subclasses implement ``_per_voxel``.
 
+    Empty and left-out inputs, the same for every loss: an empty batch (``N = 0`` or a spatial size 0) raises a
+    ``ValueError`` naming ``input`` and the loss, whatever the reduction; a batch whose voxels are all left out
+    (``keep_mask``, ``ignore_index``, zero ``weight``) gives 0 with a zero gradient (``"mean"``, ``"sum"``).
+
     Args:
         reduction: ``"mean"`` (weighted mean over kept voxels), ``"sum"`` or ``"none"`` (``(N, *spatial)``).
         ignore_index: hard label whose voxels are left out, or ``None``.
@@ -34,10 +38,19 @@ class VoxelLoss(nn.Module):
         self.validate_args = bool(validate_args)
 
     def prepare(
-        self, input: Tensor, target: Tensor, weight: Tensor | None, keep_mask: Tensor | None
+        self,
+        input: Tensor,
+        target: Tensor,
+        weight: Tensor | None,
+        keep_mask: Tensor | None,
+        *,
+        where: str | None = None,
     ) -> tuple[Tensor, LossTarget]:
-        """Check the inputs and return the logits and the combined target/voxel weights."""
-        name = type(self).__name__
+        """Check the inputs and return the logits and the combined target/voxel weights.
+
+        ``where`` is the loss named in errors (default: this class; a composite passes its own name).
+        """
+        name = type(self).__name__ if where is None else where
         input = check_logits(input, name, validate_args=self.validate_args)
         prepared = prepare_target(
             input,
@@ -71,6 +84,9 @@ class VoxelLoss(nn.Module):
 
         Returns:
             A scalar for ``"mean"``/``"sum"``, per-voxel values ``(N, *spatial)`` for ``"none"``.
+
+        Raises:
+            ValueError: an empty batch (``N = 0`` or a spatial size 0), or bad shapes or values.
         """
         input, prepared = self.prepare(input, target, weight, keep_mask)
         return reduce_voxels(self._per_voxel(input, prepared), prepared.voxel_weight, self.reduction)

@@ -6,6 +6,12 @@ collates it is accepted), or a soft target ``(N, C, *spatial)`` of floating dtyp
 ``weight`` is a float ``(N, *spatial)`` voxel weight ``>= 0``; ``keep_mask`` a bool ``(N, *spatial)`` selecting the
 voxels that count (a soft target has no index to ignore). ``reduction="mean"`` is the weighted mean
 ``Σ_v w_v ℓ_v / Σ_v w_v`` over kept voxels (``w = 1`` without weights).
+
+Empty inputs: logits without voxels (``N = 0`` or a spatial size 0) are an empty batch, which has no loss: a
+``ValueError`` for every reduction (an empty batch is a data-pipeline fault; a NaN mean would only surface later).
+A batch whose voxels exist but are all left out (``keep_mask`` all ``False``, every label ``ignore_index``, all
+weights 0) is a valid batch with nothing to learn: ``"mean"`` and ``"sum"`` give 0 with a zero gradient, never NaN
+(PyTorch's ``cross_entropy`` gives NaN there), and ``"none"`` the per-voxel zeros.
 """
 
 from __future__ import annotations
@@ -67,8 +73,24 @@ def check_positive(name: str, value: object, where: str, *, allow_zero: bool = T
     return float(value)
 
 
+def check_not_empty(input: Tensor, where: str) -> None:
+    """Raise if ``input (N, C, *spatial)`` with ``C >= 2`` has no voxel (``N = 0`` or a spatial size 0).
+
+    Example:
+        >>> check_not_empty(torch.zeros(2, 3, 0, 4), "f")
+        Traceback (most recent call last):
+        ...
+        ValueError: `input` of f is empty (shape (2, 3, 0, 4)): an empty batch (N = 0 or a spatial size 0) has no loss.
+    """
+    if input.numel() == 0:
+        raise ValueError(
+            f"`input` of {where} is empty (shape {tuple(input.shape)}): an empty batch (N = 0 or a spatial size 0) "
+            "has no loss."
+        )
+
+
 def check_logits(input: Tensor, where: str, *, validate_args: bool) -> Tensor:
-    """Check that ``input`` is a floating ``(N, C, *spatial)`` tensor with ``C >= 2`` (and finite)."""
+    """Check that ``input`` is a floating, non-empty ``(N, C, *spatial)`` tensor with ``C >= 2`` (and finite)."""
     if not isinstance(input, Tensor):
         raise TypeError(f"`input` of {where} must be a torch.Tensor of logits; got {type(input).__name__}.")
     if not input.is_floating_point():
@@ -77,6 +99,7 @@ def check_logits(input: Tensor, where: str, *, validate_args: bool) -> Tensor:
         raise ValueError(
             f"`input` of {where} must be logits (N, C, *spatial) with C >= 2; got shape {tuple(input.shape)}."
         )
+    check_not_empty(input, where)
     if validate_args and not bool(torch.isfinite(input).all()):
         n_bad = int((~torch.isfinite(input)).sum())
         raise ValueError(f"`input` of {where} must be finite; got {n_bad} NaN/inf logit(s).")
@@ -176,7 +199,8 @@ def prepare_target(
 def reduce_voxels(values: Tensor, voxel_weight: Tensor | None, reduction: Reduction) -> Tensor:
     """Reduce per-voxel losses ``(N, *spatial)``: weighted mean over kept voxels, weighted sum, or per voxel.
 
-    With no kept voxel (all weights 0) the mean is 0 (with a gradient), never NaN.
+    With no kept voxel (all weights 0) the mean is 0 (with a zero gradient), never NaN. Empty ``values`` never come
+    here: :func:`check_logits` refuses an empty batch.
     """
     if voxel_weight is None:
         if reduction == "mean":

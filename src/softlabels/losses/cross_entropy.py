@@ -22,7 +22,9 @@ class SoftCrossEntropyLoss(VoxelLoss):
 
     with ``q`` one-hot for hard labels. ``log softmax`` is computed as ``log_softmax`` (never ``log(softmax)``).
     Soft CE equals ``KL(q‖p) + H(q)``: the same gradient as :class:`KLDivLoss`, but it is not 0 at ``p = q``.
-    Voxels with ``ignore_index``, outside ``keep_mask`` or of weight 0 do not count.
+    Voxels with ``ignore_index``, outside ``keep_mask`` or of weight 0 do not count; when none counts, the loss is 0
+    with a zero gradient (``"mean"`` and ``"sum"``; PyTorch's ``cross_entropy`` gives NaN there). An empty batch
+    (``N = 0`` or a spatial size 0) has no loss: a ``ValueError``, whatever the reduction.
 
     Shapes: ``input (N, C, *spatial)`` logits (``(N, C)`` for classification); ``target (N, *spatial)`` integer
     (``(N, 1, *spatial)`` accepted) or ``(N, C, *spatial)`` float; ``weight``/``keep_mask`` ``(N, *spatial)``.

@@ -18,6 +18,7 @@ from softlabels.losses._base import VoxelLoss
 from softlabels.losses._inputs import (
     LossTarget,
     Reduction,
+    check_not_empty,
     check_positive,
     cross_entropy_per_voxel,
     prepare_target,
@@ -88,6 +89,12 @@ class DiceLoss(VoxelLoss):
     :class:`~softlabels.losses.SoftCrossEntropyLoss`. Output: a scalar, or per class ``(C,)`` (``batch=True``)
     / ``(N, C)`` with ``reduction="none"`` (inactive classes are NaN there).
 
+    Empty and left-out inputs: an empty batch (``N = 0`` or a spatial size 0) raises a ``ValueError``. A class (per
+    image with ``batch=False``) with nothing in its reduction set, e.g. every voxel outside ``keep_mask``, is
+    ``T = s/s = 1`` (loss 0) with ``smooth > 0``; with ``smooth = 0`` it is ``0/0``, NaN with ``"none"`` and left
+    out of the mean like an inactive class, with a zero (not NaN) gradient. A batch with every voxel left out
+    therefore gives 0 with a zero gradient, as the other losses.
+
     Args:
         include_background: count class 0.
         activation: ``"softmax"`` (``input`` are logits) or ``None`` (``input`` are probabilities).
@@ -153,6 +160,7 @@ class DiceLoss(VoxelLoss):
             raise ValueError(
                 f"`input` of DiceLoss with activation=None must be probabilities (N, C, *spatial), C >= 2; got {shape}."
             )
+        check_not_empty(input, "DiceLoss")
         if self.validate_args:
             check_distribution(input, "input", "DiceLoss")
         prepared = prepare_target(
@@ -187,7 +195,10 @@ class DiceLoss(VoxelLoss):
             tp, fp, fn = tp.sum(0), fp.sum(0), fn.sum(0)
         if not self.include_background:
             tp, fp, fn = tp[..., 1:], fp[..., 1:], fn[..., 1:]
-        loss = 1.0 - (tp + self.smooth) / (tp + self.alpha * fp + self.beta * fn + self.smooth)
+        den = tp + self.alpha * fp + self.beta * fn + self.smooth
+        defined = den > 0  # 0/0 only with smooth = 0 and nothing in the reduction set: NaN, with a zero gradient
+        ratio = (tp + self.smooth) / torch.where(defined, den, torch.ones_like(den))
+        loss = torch.where(defined, 1.0 - ratio, torch.full_like(ratio, float("nan")))
         if self.active == "present":
             loss = torch.where(self._present(x, prepared, w), loss, torch.full_like(loss, float("nan")))
         if self.reduction == "none":
@@ -219,6 +230,8 @@ class DiceCELoss(nn.Module):
     The CE term is :class:`~softlabels.losses.KLDivLoss` (``ce="kl"``, 0 at ``p = q``, so the whole loss is 0 there)
     or :class:`~softlabels.losses.SoftCrossEntropyLoss` (``ce="ce"``; same gradient). The defaults
     ``λ_ce = 0.25, λ_dice = 0.75`` are the DML paper's. Shapes as :class:`DiceLoss`; the output is a scalar.
+    An empty batch (``N = 0`` or a spatial size 0) raises a ``ValueError``; a batch with every voxel left out gives 0
+    with a zero gradient.
 
     Args:
         lambda_ce: weight of the CE/KL term, >= 0.
@@ -257,7 +270,7 @@ class DiceCELoss(nn.Module):
         self, input: Tensor, target: Tensor, *, weight: Tensor | None = None, keep_mask: Tensor | None = None
     ) -> Tensor:
         """Weighted sum of the CE/KL and Dice terms for logits ``input (N, C, *spatial)`` (one ``log_softmax``)."""
-        input, prepared = self.dice.prepare(input, target, weight, keep_mask)
+        input, prepared = self.dice.prepare(input, target, weight, keep_mask, where="DiceCELoss")
         log_probs = torch.log_softmax(input, dim=1)
         cross = cross_entropy_per_voxel(log_probs, prepared)
         if self.ce == "kl" and prepared.soft is not None:

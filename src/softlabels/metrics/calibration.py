@@ -11,9 +11,9 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torchmetrics import Metric
-from torchmetrics.utilities import dim_zero_cat
 
+from softlabels.metrics._states import CaseListMetric, cat_cases
+from softlabels.metrics.functional._inputs import has_no_voxels
 from softlabels.metrics.functional.adaptive_calibration import (
     BoundedValue,
     _adaptive_calibration_error_arg_validation,
@@ -37,7 +37,7 @@ def _check_num_classes(num_classes: int, where: str) -> None:
         raise ValueError(f"`num_classes` of {where} must be an int >= 1; got {num_classes!r}.")
 
 
-class _HistogramMetric(Metric):
+class _HistogramMetric(CaseListMetric):
     """Shared state handling of the histogram metrics: pooled sums plus optional per-case rows."""
 
     full_state_update = False
@@ -71,9 +71,19 @@ class _HistogramMetric(Metric):
     def _pooled(self) -> CalibrationHistogram:
         return CalibrationHistogram(self.counts, self.confidence_sum, self.outcome_sum)
 
+    def _empty_cases(self) -> dict[str, Tensor]:
+        if not getattr(self, "per_case", False):
+            return {}
+        names = ("case_counts", "case_confidence_sum", "case_outcome_sum")
+        return {name: t.new_zeros((0, *t.shape)) for name, t in zip(names, self._pooled(), strict=True)}
+
     def _cases(self) -> CalibrationHistogram:
+        """Per-case histograms ``(n_cases, rows, n_bins)``; 0 cases before any non-empty ``update``."""
+        empty = self._empty_cases()
         return CalibrationHistogram(
-            dim_zero_cat(self.case_counts), dim_zero_cat(self.case_confidence_sum), dim_zero_cat(self.case_outcome_sum)
+            cat_cases(self.case_counts, empty["case_counts"]),
+            cat_cases(self.case_confidence_sum, empty["case_confidence_sum"]),
+            cat_cases(self.case_outcome_sum, empty["case_outcome_sum"]),
         )
 
 
@@ -88,6 +98,10 @@ class CalibrationError(_HistogramMetric):
     over batches and processes. With ``per_case=True`` each case (item along ``N``) also keeps its own
     ``(rows, n_bins)`` histogram (a documented per-case list state, 24·rows·n_bins bytes per case), and ``compute``
     returns ``{"pooled": value, "per_case": (n_cases,) values}`` from the same pass.
+
+    Empty batches (``N = 0`` or a spatial size 0) are checked and then ignored: the state is unchanged and no case is
+    added. Without data (no ``update``, or empty batches only) ``compute`` gives a NaN pooled value and an empty
+    ``(0,)`` per-case tensor.
 
     Args:
         num_classes: number of channels ``C`` of ``probs`` (1 = binary foreground probability).
@@ -136,7 +150,7 @@ class CalibrationError(_HistogramMetric):
         self._declare_histogram(rows, n_bins, per_case)
 
     def update(self, probs: Tensor, target: Tensor, mask: Tensor | None = None) -> None:
-        """Add a batch to the histogram."""
+        """Add a batch to the histogram (an empty batch is checked, then changes nothing)."""
         _calibration_error_tensor_validation(
             probs,
             target,
@@ -146,6 +160,8 @@ class CalibrationError(_HistogramMetric):
             where="CalibrationError",
             check_values=self.validate_args,
         )
+        if has_no_voxels(probs):
+            return
         hist = _calibration_histogram_update(
             probs,
             target,
@@ -158,7 +174,7 @@ class CalibrationError(_HistogramMetric):
         self._add(hist, self.per_case)
 
     def compute(self) -> Tensor | dict[str, Tensor]:
-        """Pooled value (float64 scalar, NaN without samples), plus per-case values if ``per_case``."""
+        """Pooled value (float64 scalar, NaN without samples), plus per-case values ``(n_cases,)`` if ``per_case``."""
         pooled = self._compute(self._pooled())
         if not self.per_case:
             return pooled
@@ -181,7 +197,8 @@ class AdaptiveCalibrationError(_HistogramMetric):
     """Streaming equal-mass (adaptive) ECE from a fine histogram, with a bound on its deviation from the exact value.
 
     See :func:`softlabels.metrics.functional.adaptive_calibration.adaptive_calibration_error`. State: int64 counts
-    and float64 sums of shape ``(rows, n_fine_bins)``.
+    and float64 sums of shape ``(rows, n_fine_bins)``. An empty batch changes nothing; without data the value and
+    the bound are NaN.
 
     Example:
         >>> metric = AdaptiveCalibrationError(num_classes=2, n_bins=2)
@@ -215,7 +232,7 @@ class AdaptiveCalibrationError(_HistogramMetric):
         self._declare_histogram(rows, n_fine_bins, per_case=False)
 
     def update(self, probs: Tensor, target: Tensor, mask: Tensor | None = None) -> None:
-        """Add a batch to the fine histogram."""
+        """Add a batch to the fine histogram (an empty batch is checked, then changes nothing)."""
         _calibration_error_tensor_validation(
             probs,
             target,
@@ -225,6 +242,8 @@ class AdaptiveCalibrationError(_HistogramMetric):
             where="AdaptiveCalibrationError",
             check_values=self.validate_args,
         )
+        if has_no_voxels(probs):
+            return
         hist = _calibration_histogram_update(
             probs, target, n_bins=self.n_fine_bins, mode=self.mode, mask=mask, ignore_index=self.ignore_index
         )

@@ -1,6 +1,8 @@
 """Streaming classification metrics (torchmetrics twins of :mod:`softlabels.metrics.functional.classification`).
 
-Every state is a fixed-size int64 count or float64 sum with ``dist_reduce_fx="sum"``.
+Every state is a fixed-size int64 count or float64 sum with ``dist_reduce_fx="sum"``. An empty batch (``N = 0``) adds
+zeros, so it changes nothing; without data :class:`TopKAccuracy` is NaN and :class:`EmbeddingCompactness` raises its
+documented "fewer than 2 classes" error.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Streaming multi-rater metrics (torchmetrics twins of :mod:`softlabels.metrics.functional.multirater`).
 
 Every state is a fixed-size float64 sum or int64 count with ``dist_reduce_fx="sum"``, so batches and processes add up
-exactly.
+exactly. A batch without voxels (``N = 0`` or a spatial size 0) holds no case: ``update`` checks it and changes
+nothing; without data ``compute`` is NaN.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
+from softlabels.metrics.functional._inputs import has_no_voxels
 from softlabels.metrics.functional.multirater import (
     QUBIQ_THRESHOLDS,
     Empty,
@@ -96,6 +98,8 @@ class ThresholdedDice(Metric):
         _thresholded_dice_tensor_validation(
             probs, target, where=type(self).__name__, check_values=self.validate_args, num_classes=self.num_classes
         )
+        if has_no_voxels(probs):
+            return
         stats = _thresholded_dice_update(
             probs, target, thresholds=self.thresholds, include_background=self.include_background
         )
@@ -166,6 +170,8 @@ class GeneralizedEnergyDistance(Metric):
             where=type(self).__name__,
             check_values=self.validate_args,
         )
+        if samples.numel() == 0:  # no case (N = 0) or cases without voxels: no data
+            return
         values = _generalized_energy_distance_update(
             samples, raters, num_classes=self.num_classes, include_background=self.include_background, pairs=self.pairs
         )

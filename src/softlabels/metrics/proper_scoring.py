@@ -1,7 +1,8 @@
 """Streaming Brier score and NLL (torchmetrics twins of :mod:`softlabels.metrics.functional.proper_scoring`).
 
 State: a float64 sum and an int64 count (``dist_reduce_fx="sum"``); with ``per_case=True`` also one (sum, count)
-row per case (a documented per-case list state).
+row per case (a documented per-case list state). An empty batch (``N = 0`` or a spatial size 0) is checked and then
+changes nothing (no case is added); without data the pooled value is NaN and the per-case values are a ``(0,)`` tensor.
 """
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torchmetrics import Metric
-from torchmetrics.utilities import dim_zero_cat
 
+from softlabels.metrics._states import CaseListMetric, cat_cases
+from softlabels.metrics.functional._inputs import has_no_voxels
 from softlabels.metrics.functional.proper_scoring import (
     ScoreSums,
     _proper_score_arg_validation,
@@ -22,7 +23,7 @@ from softlabels.metrics.functional.proper_scoring import (
 )
 
 
-class _ProperScore(Metric):
+class _ProperScore(CaseListMetric):
     """Shared state and update of the proper scoring rules."""
 
     is_differentiable = False
@@ -59,7 +60,7 @@ class _ProperScore(Metric):
             self.add_state("case_count", [], dist_reduce_fx="cat")
 
     def update(self, probs: Tensor, target: Tensor, mask: Tensor | None = None) -> None:
-        """Add a batch ``probs (N, C, *spatial)``, ``target`` labels or soft, optional ``mask``."""
+        """Add a batch ``probs (N, C, *spatial)``, ``target`` labels or soft, optional ``mask`` (empty: no change)."""
         where = type(self).__name__
         _proper_score_tensor_validation(
             probs, target, mask, self.ignore_index, where=where, check_values=self.validate_args
@@ -68,6 +69,8 @@ class _ProperScore(Metric):
             raise ValueError(
                 f"`probs` of {where} must have num_classes={self.num_classes} channels; got {probs.shape[1]}."
             )
+        if has_no_voxels(probs):
+            return
         sums = _proper_score_update(
             probs, target, kind=self._kind, eps=self.eps, mask=mask, ignore_index=self.ignore_index
         )
@@ -78,12 +81,19 @@ class _ProperScore(Metric):
             self.case_count.append(sums.n_voxels)
 
     def compute(self) -> Tensor | dict[str, Tensor]:
-        """Mean over all kept voxels (float64), plus per-case means if ``per_case``."""
+        """Mean over all kept voxels (float64, NaN if none), plus per-case means ``(n_cases,)`` if ``per_case``."""
         pooled = _proper_score_compute(ScoreSums(self.total, self.count))
         if not self.per_case:
             return pooled
-        per_case = dim_zero_cat(self.case_total) / dim_zero_cat(self.case_count)
-        return {"pooled": pooled, "per_case": per_case}
+        empty = self._empty_cases()
+        total = cat_cases(self.case_total, empty["case_total"])
+        count = cat_cases(self.case_count, empty["case_count"])
+        return {"pooled": pooled, "per_case": total / count}
+
+    def _empty_cases(self) -> dict[str, Tensor]:
+        if not self.per_case:
+            return {}
+        return {"case_total": self.total.new_zeros(0), "case_count": self.count.new_zeros(0)}
 
 
 class BrierScore(_ProperScore):

@@ -5,8 +5,10 @@ classes only hold the state, per kept class ``C'`` (``dist_reduce_fx="sum"``): a
 that are not NaN, the int64 count of those cases and, except for :class:`SoftDiceScore`, int64 counters of the cases
 whose reference and prediction are both empty (``n_empty_both``), whose reference only is empty
 (``n_empty_target_only``) and whose prediction only is empty (``n_empty_pred_only``). ``compute()`` is the per-class
-mean over the counted cases ``(C',)`` (torchmetrics turns a single value into a 0-d tensor); ``compute_counts()``
-returns the count and the empty-structure counters ``(C',)``.
+mean over the counted cases ``(C',)`` (torchmetrics turns a single value into a 0-d tensor; NaN for a class without
+any counted case, e.g. before any ``update``); ``compute_counts()`` returns the count and the empty-structure counters
+``(C',)``. A batch without voxels (``N = 0`` or a spatial size 0) holds no case: ``update`` checks it and changes
+nothing.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
+from softlabels.metrics.functional._inputs import has_no_voxels
 from softlabels.metrics.functional.segmentation import (
     Empty,
     Spacing,
@@ -99,6 +102,8 @@ class _OverlapMetric(_CaseMeanMetric):
         _segmentation_tensor_validation(
             probs, target, mask, ignore, where, self.validate_args, "overlap", self.num_classes
         )
+        if has_no_voxels(probs):
+            return
         stats = _overlap_update(
             probs, target, include_background=self.include_background, mask=mask, ignore_index=ignore
         )
@@ -195,6 +200,8 @@ class SoftDiceScore(_CaseMeanMetric):
         """Add a batch: ``probs (N, C, *spatial)``, soft ``(N, C, *spatial)`` or label ``target``, optional ``mask``."""
         where = type(self).__name__
         _segmentation_tensor_validation(probs, target, mask, None, where, self.validate_args, "soft", self.num_classes)
+        if has_no_voxels(probs):
+            return
         stats = _soft_dice_update(probs, target, include_background=self.include_background, mask=mask)
         self._add_cases(_overlap_compute(stats, kind="dice"))
 
@@ -231,6 +238,8 @@ class _DistanceMetric(_CaseMeanMetric):
         _segmentation_tensor_validation(
             probs, target, None, self.ignore_index, where, self.validate_args, "distance", self.num_classes, spacing
         )
+        if has_no_voxels(probs):
+            return
         values, target_empty, pred_empty = _distance_update(
             probs, target, self._kind, self.include_background, spacing, self.ignore_index
         )

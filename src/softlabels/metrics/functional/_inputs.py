@@ -7,11 +7,16 @@ foreground probability; it is expanded to the two classes ``[1 - p, p]``. ``mask
 selecting the voxels that count; ``ignore_index`` drops voxels of that label (hard targets only).
 
 Nothing is clipped or reinterpreted: anything else raises a ``ValueError``/``TypeError`` that names the argument, the
-metric, what is allowed and what came in.
+metric, what is allowed and what came in; ``probs`` needs ``C >= 1`` classes.
+
+Empty inputs: ``probs`` without voxels (``N = 0`` or a spatial size 0, :func:`has_no_voxels`) holds no data. The
+functional metrics return their "no data" value (NaN; per case an ``(N, …)`` tensor of NaN, empty for ``N = 0``) and
+the streaming ``update`` returns after the checks, leaving the state unchanged (docs/metrics.md, "Empty inputs").
 """
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -63,14 +68,24 @@ def _is_soft(probs: Tensor, target: Tensor) -> bool:
     return target.shape == probs.shape and target.ndim > 1
 
 
-def _check_shapes(probs: Tensor, target: Tensor, mask: Tensor | None, ignore_index: int | None, where: str) -> None:
-    """Raise on wrong types, dtypes, shapes or devices of ``probs``/``target``/``mask``."""
-    if not isinstance(probs, Tensor) or not isinstance(target, Tensor):
-        raise TypeError(f"`probs` and `target` of {where} must be torch.Tensors; got {type(probs)}, {type(target)}.")
+def _check_probs_shape(probs: Tensor, where: str) -> None:
+    """Raise unless ``probs`` is floating ``(N, C, *spatial)`` with ``C >= 1`` (``N`` and spatial sizes may be 0)."""
     if not probs.is_floating_point():
         raise TypeError(f"`probs` of {where} must have a floating dtype; got {probs.dtype}.")
     if probs.ndim < 2:
         raise ValueError(f"`probs` of {where} must have shape (N, C, *spatial); got {tuple(probs.shape)}.")
+    if probs.shape[1] < 1:
+        raise ValueError(
+            f"`probs` of {where} must have at least one class, shape (N, C, *spatial) with C >= 1; "
+            f"got {tuple(probs.shape)}."
+        )
+
+
+def _check_shapes(probs: Tensor, target: Tensor, mask: Tensor | None, ignore_index: int | None, where: str) -> None:
+    """Raise on wrong types, dtypes, shapes or devices of ``probs``/``target``/``mask``."""
+    if not isinstance(probs, Tensor) or not isinstance(target, Tensor):
+        raise TypeError(f"`probs` and `target` of {where} must be torch.Tensors; got {type(probs)}, {type(target)}.")
+    _check_probs_shape(probs, where)
     hard_shape = probs.shape[:1] + probs.shape[2:]
     if _is_soft(probs, target):
         if not target.is_floating_point():
@@ -146,17 +161,41 @@ def format_inputs(probs: Tensor, target: Tensor, *, mask: Tensor | None, ignore_
         >>> tuple(f.probs.shape), tuple(f.target.shape), f.keep is None
         ((2, 2, 9), (2, 9), True)
     """
-    n = probs.shape[0]
+    n, v = probs.shape[0], math.prod(probs.shape[2:])  # explicit V: a -1 is ambiguous for 0 elements
     soft = _is_soft(probs, target)
     if probs.shape[1] == 1:
         probs = torch.cat([1.0 - probs, probs], dim=1)
         if soft:
             target = torch.cat([1.0 - target, target], dim=1)
-    p = probs.reshape(n, probs.shape[1], -1)
-    t = target.reshape(n, probs.shape[1], -1) if soft else target.reshape(n, -1)
-    keep = None if mask is None else mask.reshape(n, -1)
+    p = probs.reshape(n, probs.shape[1], v)
+    t = target.reshape(n, probs.shape[1], v) if soft else target.reshape(n, v)
+    keep = None if mask is None else mask.reshape(n, v)
     if ignore_index is not None and not soft:
         valid = t != ignore_index
         keep = valid if keep is None else keep & valid
         t = t.masked_fill(~valid, 0)  # dropped by `keep`; a valid index for gathers
     return FormattedInputs(p, t if soft else t.long(), keep)
+
+
+def has_no_voxels(probs: Tensor) -> bool:
+    """Whether checked ``probs (N, C, *spatial)`` (``C >= 1``) holds no voxel: ``N = 0`` or a spatial size 0.
+
+    Example:
+        >>> has_no_voxels(torch.zeros(0, 3, 4, 4)), has_no_voxels(torch.zeros(2, 3, 0, 4))
+        (True, True)
+        >>> has_no_voxels(torch.zeros(1, 3))
+        False
+    """
+    return probs.numel() == 0
+
+
+def nan_without_voxels(values: Tensor, data: Tensor) -> Tensor:
+    """Per-case ``values`` as they are, or all NaN when ``data`` (``probs``, or a label-map stack) has no element.
+
+    A case without voxels is no data (NaN), not an empty structure (whose Dice may be 1).
+
+    Example:
+        >>> nan_without_voxels(torch.ones(2, 1, dtype=torch.float64), torch.zeros(2, 3, 0, 4)).tolist()
+        [[nan], [nan]]
+    """
+    return torch.full_like(values, math.nan) if data.numel() == 0 else values

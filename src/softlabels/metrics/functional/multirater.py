@@ -4,7 +4,9 @@ A soft reference is the rater mean ``(N, C, *spatial)`` (binary ``(N, 1, *spatia
 label map ``(N, *spatial)`` counts as its one-hot. ``C == 1`` means the classes ``[1 − p, p]``; ``C' = C − 1`` without
 the background (1 for binary), else ``C`` (2 for binary). Rater/sample stacks are ``(R, N, *spatial)`` label maps.
 Binarisation is **strict**, ``value > τ`` in the map's dtype (``τ`` rounded to it): a rater mean of exactly ``τ``
-(3 of 10 raters at ``τ = 0.3``) is out, and ``τ = 0.5`` needs a strict majority.
+(3 of 10 raters at ``τ = 0.3``) is out, and ``τ = 0.5`` needs a strict majority. Inputs without voxels are no data:
+``N = 0`` gives empty results, a spatial size 0 NaN for every case (not "both empty"), and the streaming twins'
+``update`` of such a batch changes nothing.
 
 References:
     Menze et al. QUBIQ: Quantification of Uncertainties in Biomedical Image Quantification Challenge. MICCAI 2020/21.
@@ -25,7 +27,7 @@ from torch import Tensor
 from torch.nn.functional import one_hot
 
 from softlabels._options import look_up_option
-from softlabels.metrics.functional._inputs import check_inputs, format_inputs
+from softlabels.metrics.functional._inputs import check_inputs, format_inputs, nan_without_voxels
 
 Empty = Literal["one", "nan"]
 Score = Literal["thresholded_dice", "soft_dice"]
@@ -159,7 +161,7 @@ def thresholded_dice(
         validate_args: check input values.
 
     Returns:
-        Float64 ``(N, C')``.
+        Float64 ``(N, C')`` (NaN for a case without voxels).
 
     Raises:
         ValueError: bad option, shape or value (``TypeError``: bad type or dtype).
@@ -172,7 +174,7 @@ def thresholded_dice(
     thr = _thresholded_dice_arg_validation("thresholded_dice", thresholds, include_background, empty)
     _thresholded_dice_tensor_validation(probs, target, where="thresholded_dice", check_values=validate_args)
     stats = _thresholded_dice_update(probs, target, thresholds=thr, include_background=include_background)
-    return _thresholded_dice_compute(_dice_per_threshold_compute(stats, empty))
+    return nan_without_voxels(_thresholded_dice_compute(_dice_per_threshold_compute(stats, empty)), probs)
 
 
 def dice_per_threshold(
@@ -199,7 +201,7 @@ def dice_per_threshold(
         validate_args: check input values.
 
     Returns:
-        Float64 ``(N, T, C')``.
+        Float64 ``(N, T, C')`` (NaN for a case without voxels).
 
     Example:
         >>> p = torch.tensor([[[0.05, 0.35, 0.65, 0.95]]])
@@ -209,7 +211,7 @@ def dice_per_threshold(
     thr = _thresholded_dice_arg_validation("dice_per_threshold", thresholds, include_background, empty)
     _thresholded_dice_tensor_validation(probs, target, where="dice_per_threshold", check_values=validate_args)
     stats = _thresholded_dice_update(probs, target, thresholds=thr, include_background=include_background)
-    return _dice_per_threshold_compute(stats, empty)
+    return nan_without_voxels(_dice_per_threshold_compute(stats, empty), probs)
 
 
 def _check_label_stack(x: Tensor, name: str, where: str, *, min_count: int, n_labels: int = 0) -> None:
@@ -250,10 +252,10 @@ def _generalized_energy_distance_tensor_validation(
 def _pairwise_iou_distance(maps: Tensor, num_classes: int, include_background: bool) -> Tensor:
     """Float64 ``(N, K, K)`` ``1 − mean_c IoU_c`` of every pair of the ``(K, N, *spatial)`` maps (∅ vs ∅: IoU 1)."""
     k, n = maps.shape[:2]
-    flat = maps.reshape(k, n, -1).transpose(0, 1)
+    flat = maps.reshape(k, n, math.prod(maps.shape[2:])).transpose(0, 1)
     labels = torch.arange(0 if include_background else 1, num_classes, device=maps.device).view(1, -1, 1, 1)
     inter = torch.zeros(n, labels.shape[1], k, k, dtype=torch.float64, device=maps.device)
-    step = max(1, _CHUNK_ELEMENTS // (n * k * labels.shape[1]))
+    step = max(1, _CHUNK_ELEMENTS // max(1, n * k * labels.shape[1]))
     for start in range(0, flat.shape[-1], step):
         one_hot = (flat[:, None, :, start : start + step] == labels).double()
         inter += one_hot @ one_hot.transpose(-1, -2)  # exact: 0/1 products summed in float64
@@ -299,7 +301,7 @@ def generalized_energy_distance(
         validate_args: check label values.
 
     Returns:
-        Float64 ``(N,)``; lower is better.
+        Float64 ``(N,)``; lower is better (NaN for a case without voxels).
 
     Raises:
         ValueError: bad option, shape or label (``TypeError``: non-integer maps).
@@ -316,9 +318,10 @@ def generalized_energy_distance(
     _generalized_energy_distance_tensor_validation(
         samples, raters, num_classes=num_classes, pairs=pairs, where=where, check_values=validate_args
     )
-    return _generalized_energy_distance_update(
+    values = _generalized_energy_distance_update(
         samples, raters, num_classes=num_classes, include_background=include_background, pairs=pairs
     )
+    return nan_without_voxels(values, samples)
 
 
 def _soft_dice(probs: Tensor, target: Tensor, include_background: bool, empty: str) -> Tensor:
@@ -370,7 +373,7 @@ def leave_one_rater_out(
         validate_args: check input values.
 
     Returns:
-        :class:`LeaveOneRaterOut` with float64 ``model (N,)`` and ``raters (R, N)``.
+        :class:`LeaveOneRaterOut` with float64 ``model (N,)`` and ``raters (R, N)`` (NaN for a case without voxels).
 
     Example:
         >>> raters = torch.tensor([[[1, 1, 0, 0]], [[1, 1, 1, 0]], [[1, 0, 0, 0]]])
@@ -393,4 +396,5 @@ def leave_one_rater_out(
         ref = (counts - maps[r]) / (n_raters - 1)
         model.append(_case_score(probs, ref, score, thr, include_background, empty))
         rater_scores.append(_case_score(maps[r], ref, score, thr, include_background, empty))
-    return LeaveOneRaterOut(torch.nanmean(torch.stack(model), dim=0), torch.stack(rater_scores))
+    model_score = nan_without_voxels(torch.nanmean(torch.stack(model), dim=0), probs)
+    return LeaveOneRaterOut(model_score, nan_without_voxels(torch.stack(rater_scores), probs))

@@ -5,7 +5,9 @@ the foreground probability, so foreground needs ``p > 0.5``) with a label map. E
 float64 ``(N, C')`` tensor, one value per case and kept class (``C' = C`` with the background, ``C − 1`` without;
 ``C == 1`` counts as two classes). Empty structures (methods.md §5.4), counted by the streaming twins: reference and
 prediction both empty → Dice/IoU 1 (``empty="one"``) or NaN, HD95/ASSD NaN (excluded); exactly one of them empty →
-Dice/IoU 0, HD95/ASSD NaN (flagged).
+Dice/IoU 0, HD95/ASSD NaN (flagged). An input without voxels is no data, not an empty structure: ``N = 0`` gives an
+empty ``(0, C')`` result, a spatial size 0 NaN for every case whatever ``empty``, and the streaming ``update`` of such
+a batch changes nothing.
 
 References:
     Dice. Measures of the Amount of Ecologic Association Between Species. Ecology, 1945.
@@ -28,7 +30,7 @@ from torch import Tensor
 
 from softlabels._ops import argmax
 from softlabels._options import look_up_option
-from softlabels.metrics.functional._inputs import check_inputs, format_inputs
+from softlabels.metrics.functional._inputs import check_inputs, format_inputs, nan_without_voxels
 
 Empty = Literal["one", "nan"]
 Spacing: TypeAlias = "float | Sequence[float] | None"
@@ -227,7 +229,7 @@ def dice_score(
         validate_args: check input values.
 
     Returns:
-        Float64 ``(N, C')``.
+        Float64 ``(N, C')`` (NaN for a case without voxels).
 
     Raises:
         ValueError: bad option, bad shapes or values, or a soft target.
@@ -241,7 +243,7 @@ def dice_score(
     _segmentation_arg_validation(where, include_background, num_classes, empty, ignore_index)
     _segmentation_tensor_validation(probs, target, mask, ignore_index, where, validate_args, "overlap", num_classes)
     stats = _overlap_update(probs, target, include_background=include_background, mask=mask, ignore_index=ignore_index)
-    return _overlap_compute(stats, kind="dice", empty=empty)
+    return nan_without_voxels(_overlap_compute(stats, kind="dice", empty=empty), probs)
 
 
 def iou_score(
@@ -270,7 +272,7 @@ def iou_score(
         validate_args: check input values.
 
     Returns:
-        Float64 ``(N, C')``.
+        Float64 ``(N, C')`` (NaN for a case without voxels).
 
     Raises:
         ValueError: bad option, bad shapes or values, or a soft target.
@@ -284,7 +286,7 @@ def iou_score(
     _segmentation_arg_validation(where, include_background, num_classes, empty, ignore_index)
     _segmentation_tensor_validation(probs, target, mask, ignore_index, where, validate_args, "overlap", num_classes)
     stats = _overlap_update(probs, target, include_background=include_background, mask=mask, ignore_index=ignore_index)
-    return _overlap_compute(stats, kind="iou", empty=empty)
+    return nan_without_voxels(_overlap_compute(stats, kind="iou", empty=empty), probs)
 
 
 def soft_dice_score(
@@ -311,7 +313,7 @@ def soft_dice_score(
         validate_args: check input values.
 
     Returns:
-        Float64 ``(N, C')``.
+        Float64 ``(N, C')`` (NaN for a case without voxels).
 
     Raises:
         ValueError: bad option, bad shapes or values.
@@ -328,7 +330,7 @@ def soft_dice_score(
     _segmentation_arg_validation(where, include_background)
     _segmentation_tensor_validation(probs, target, mask, None, where, validate_args, "soft")
     stats = _soft_dice_update(probs, target, include_background=include_background, mask=mask)
-    return _overlap_compute(stats, kind="dice")
+    return nan_without_voxels(_overlap_compute(stats, kind="dice"), probs)
 
 
 def hausdorff_distance_95(
@@ -358,7 +360,7 @@ def hausdorff_distance_95(
         validate_args: check input values.
 
     Returns:
-        Float64 ``(N, C')``.
+        Float64 ``(N, C')`` (NaN for a case without voxels).
 
     Raises:
         ValueError: bad option, bad shapes or values, or a soft target.
@@ -401,7 +403,7 @@ def average_surface_distance(
         validate_args: check input values.
 
     Returns:
-        Float64 ``(N, C')``.
+        Float64 ``(N, C')`` (NaN for a case without voxels).
 
     Raises:
         ValueError: bad option, bad shapes or values, or a soft target.
