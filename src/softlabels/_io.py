@@ -213,8 +213,8 @@ def staged_folder(out: Path | str) -> Iterator[Path]:
     """
     out = Path(out)
     if not os.path.lexists(out):
-        for old in _siblings(out, "old")[:1]:
-            os.replace(old, out)  # a swap killed between its two renames: the old output comes back
+        for previous in _siblings(out, "old")[:1]:
+            os.replace(previous, out)  # a swap killed between its two renames: the old output comes back
     for stale in _siblings(out, "partial") + _siblings(out, "old"):
         shutil.rmtree(stale, ignore_errors=True)
     out.parent.mkdir(parents=True, exist_ok=True)

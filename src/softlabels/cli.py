@@ -14,9 +14,9 @@ Sub-commands, each one entry of :data:`COMMANDS` (a function adding its argument
   report (``softlabels.bench``; finished runs are cached, so a killed benchmark resumes).
 
 User errors (bad paths, unreadable files, invalid values) print one line to stderr and exit with status 2, like
-argparse's own errors; anything else is a bug and shows its traceback (see :func:`is_user_error`: a ``ValueError``
-or ``TypeError`` is a user error only when softlabels' own validation raised it, never when it escaped from inside
-torch, numpy or our own code's calls).
+argparse's own errors; anything else is a bug and shows its traceback (:func:`softlabels._errors.is_user_error`: a
+``ValueError`` or ``TypeError`` is a user error only when softlabels' own validation raised it, never when it escaped
+from inside torch, numpy or a failed call in our own code).
 
 ``softlabels score`` file conventions (details in :mod:`softlabels.data.prediction_files`): probability maps are
 NIfTI volumes with the classes on the **last** axis ``(x, y, z, C)`` (a 3D volume is the foreground probability of a
@@ -32,20 +32,15 @@ are integer NIfTI or PNG files; cases are matched by file name stem. Examples::
 from __future__ import annotations
 
 import argparse
-import linecache
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import NamedTuple
 
 from softlabels import __version__
+from softlabels._errors import is_user_error
 
 USER_ERRORS: tuple[type[Exception], ...] = (ValueError, TypeError, OSError)
-# an OSError on a path the user gave: a missing input, an output that cannot be written
-PATH_ERRORS: tuple[type[OSError], ...] = (
-    FileNotFoundError, PermissionError, NotADirectoryError, IsADirectoryError, FileExistsError,
-)  # fmt: skip
 EXAMPLE = "-"  # ``--raters -`` / ``--labels -`` with ``--example``: that reference of the shipped example
 
 
@@ -130,10 +125,11 @@ def _score_inputs(args: argparse.Namespace) -> tuple[Path, Path, str]:
 
 
 def _run_score(args: argparse.Namespace) -> int:
-    from softlabels.bench.report import write_report
+    from softlabels.bench.report import check_report_folder, write_report
     from softlabels.bench.score import score_folders
 
     probs_dir, reference_dir, kind = _score_inputs(args)
+    check_report_folder(args.output, what="--output")  # before any case is read: a refused folder costs nothing
     result = score_folders(
         probs_dir,
         reference_dir,
@@ -359,44 +355,6 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_arguments(sub_parser)
         sub_parser.set_defaults(run=command.run)
     return parser
-
-
-def _raising_frame(tb: TracebackType | None) -> TracebackType | None:
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    return tb
-
-
-def is_user_error(err: BaseException) -> bool:
-    """Whether ``err`` reports bad input (one line for the user) rather than a bug (a traceback for us).
-
-    - an ``OSError`` about a path (missing input, output not writable, a file where a folder is expected): yes;
-    - a ``ValueError`` / ``TypeError`` raised by a ``raise`` statement in softlabels' own code (the house
-      validation, which names the value or file): yes;
-    - the same errors raised inside torch, numpy or another library, or by a failed call in our code (``f() got an
-      unexpected keyword argument``): no — those are bugs to fix, and their traceback stays visible.
-
-    Example:
-        >>> def check(x):
-        ...     raise ValueError(f"`x` must be positive; got {x}.")
-        >>> try:
-        ...     int("seven")  # a ValueError from inside Python: not ours
-        ... except ValueError as err:
-        ...     is_user_error(err)
-        False
-    """
-    if isinstance(err, PATH_ERRORS):
-        return True
-    if not isinstance(err, ValueError | TypeError):
-        return False
-    frame = _raising_frame(err.__traceback__)
-    if frame is None:
-        return False
-    module = str(frame.tb_frame.f_globals.get("__name__", ""))
-    if module != "softlabels" and not module.startswith("softlabels."):
-        return False
-    line = linecache.getline(frame.tb_frame.f_code.co_filename, frame.tb_lineno).strip()
-    return line.startswith("raise ")
 
 
 def _one_line(err: BaseException) -> str:

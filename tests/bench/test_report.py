@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import matplotlib
 
 matplotlib.use("Agg")
 
+import numpy as np
 import pytest
 import torch
 
 import softlabels
 from softlabels.bench.report import (
     atomic_write,
+    check_report_folder,
     draw_reliability,
+    figure_caption,
     render_markdown,
     report_document,
     write_report,
@@ -117,5 +121,103 @@ def test_write_report_writes_three_files(tmp_path):
     assert json.loads(paths["json"].read_text())["summary"]["brier"] == 0.5
     assert "reliability.png" in paths["markdown"].read_text()
     (tmp_path / "file").write_text("x")
-    with pytest.raises(FileNotFoundError, match="exists and is not a folder"):
+    with pytest.raises(ValueError, match=r"--output '.*file' exists and is not a folder"):
         write_report(small_result(), tmp_path / "file")
+
+
+def many_class_diagrams(c: int = 20):
+    """Classwise data where class k is the label of a number of samples known in advance (k = 3 most often)."""
+    g = torch.Generator().manual_seed(1)
+    sizes = [(7 * k) % 11 + (40 if k == 3 else 0) for k in range(c)]
+    target = torch.cat([torch.full((n,), k) for k, n in enumerate(sizes)])
+    probs = torch.softmax(2 * torch.randn(len(target), c, generator=g), 1)
+    diagrams = {
+        "top_label": reliability_diagram(probs, target, n_bins=5),
+        "classwise": reliability_diagram(probs, target, n_bins=5, mode="classwise"),
+    }
+    return diagrams, np.array(sizes)
+
+
+def test_many_classes_draw_the_most_frequent_in_a_bounded_figure():
+    diagrams, sizes = many_class_diagrams(20)
+    figure = draw_reliability(diagrams)
+    titles = [ax.get_title() for ax in figure.axes if ax.get_title()]
+    expected = sorted(sorted(range(20), key=lambda k: (-sizes[k], k))[:8])
+    assert titles == ["top-label"] + [f"classwise, class {k}" for k in expected]
+    width, height = figure.get_size_inches() * 100
+    assert width <= 2100 and height <= 900
+    caption = figure_caption(diagrams)
+    assert caption.startswith("Top-label diagram; classwise diagrams of 8 of 20 classes")
+    assert caption.endswith(": " + ", ".join(map(str, expected)) + ".")
+    assert figure_caption(small_result().diagrams) == "Top-label diagram; classwise diagrams of all 3 classes."
+
+
+def write_earlier_report(folder):
+    write_report(small_result(), folder)
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+def test_check_report_folder_accepts_new_empty_and_earlier_report_folders(tmp_path):
+    assert check_report_folder(tmp_path / "new" / "deeper") == tmp_path / "new" / "deeper"
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "empty").mkdir()
+    assert check_report_folder(tmp_path / "empty") == tmp_path / "empty"
+    write_earlier_report(tmp_path / "earlier")
+    (tmp_path / "earlier" / ".report.md.x81k.tmp").write_bytes(b"half")
+    assert check_report_folder(tmp_path / "earlier") == tmp_path / "earlier"
+    write_report(small_result(), tmp_path / "earlier")
+    assert sorted(p.name for p in (tmp_path / "earlier").iterdir()) == ["metrics.json", "reliability.png", "report.md"]
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("metrics.json", b'{"accuracy": 0.9}'),  # another program's metrics
+        ("metrics.json", b"[1, 2]"),
+        ("metrics.json", b"not json"),
+        ("report.md", b"# my notes"),  # beside a report's metrics.json: still not ours
+        ("reliability.png", b"GIF89a"),
+        ("notes.txt", b"mine"),
+        (".hidden", b""),
+    ],
+)
+def test_check_report_folder_refuses_other_files(tmp_path, name, content):
+    out = tmp_path / "out"
+    write_earlier_report(out)
+    (out / name).write_bytes(content)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(ValueError, match=rf"--output '{out}' holds '{name}', which is not part of an earlier"):
+        check_report_folder(out)
+    with pytest.raises(ValueError, match=rf"holds '{name}'"):
+        write_report(small_result(), out)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_report_files_without_a_report_metrics_json_are_not_ours(tmp_path):
+    out = tmp_path / "out"
+    write_earlier_report(out)
+    (out / "metrics.json").unlink()
+    with pytest.raises(ValueError, match=r"holds 'reliability.png'"):
+        check_report_folder(out)
+
+
+def test_links_and_folders_named_like_report_files_are_not_ours(tmp_path):
+    write_earlier_report(tmp_path / "earlier")
+    out = tmp_path / "out"
+    out.mkdir()
+    os.symlink(tmp_path / "earlier" / "metrics.json", out / "metrics.json")  # replacing it would replace the link
+    with pytest.raises(ValueError, match=r"holds 'metrics.json'"):
+        check_report_folder(out)
+    (out / "metrics.json").unlink()
+    (out / "metrics.json").mkdir()
+    with pytest.raises(ValueError, match=r"holds 'metrics.json'"):
+        check_report_folder(out)
+
+
+def test_check_report_folder_refuses_files_and_paths_under_files(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match=r"--output '.*file' exists and is not a folder"):
+        check_report_folder(tmp_path / "file")
+    with pytest.raises(ValueError, match=r"--output '.*file/out' cannot be created: '.*file' is a file"):
+        write_report(small_result(), tmp_path / "file" / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]

@@ -245,3 +245,17 @@ def test_soft_reference_rejects_ignore_index_and_empty_case_list():
 def test_nanmean():
     assert nanmean([1.0, math.nan, 2.0]) == 1.5
     assert math.isnan(nanmean([math.nan]))
+
+
+def test_soft_probability_reference_stored_with_reversed_axes(tmp_path):
+    probs, _ = make_cases(np.random.default_rng(8), n=1)
+    matrix = np.diag([1.0, 2.0, 3.0, 1.0])
+    write_nifti(tmp_path / "probs", "a", np.moveaxis(probs[0], 0, -1), zooms=(1.0, 2.0, 3.0))
+    reversed_matrix = matrix @ np.array([[0, 0, 1, 0], [0, -1, 0, SHAPE[1] - 1], [1, 0, 0, 0], [0, 0, 0, 1]])
+    stored = np.moveaxis(probs[0], 0, -1)[:, ::-1].transpose(2, 1, 0, 3)  # voxel (k, j, i) = (i, n_y - 1 - j, k)
+    (tmp_path / "ref").mkdir()
+    nib.save(nib.Nifti1Image(stored.copy(), reversed_matrix), str(tmp_path / "ref" / "a.nii.gz"))
+    result = score_folders(tmp_path / "probs", tmp_path / "ref", kind="ref_probs", progress=False)
+    assert result.summary["ece_top_label"] == pytest.approx(0.0, abs=1e-7)
+    assert result.summary["brier"] == pytest.approx(0.0, abs=1e-12)
+    assert result.summary["dice"] == {"1": 1.0, "2": 1.0}

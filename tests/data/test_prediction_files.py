@@ -173,7 +173,8 @@ def test_unmatched_cases_listed(tmp_path):
 def test_raters_soft_reference_is_mean_of_one_hot(tmp_path, rng):
     shape = (4, 5, 3)
     raters = [rng.integers(0, 3, size=shape).astype(np.uint8) for _ in range(3)]
-    save_nifti(softmax(rng.normal(size=(*shape, 3)), -1).astype(np.float32), tmp_path / "p" / "c.nii.gz")
+    probs = softmax(rng.normal(size=(*shape, 3)), -1).astype(np.float32)
+    save_nifti(probs, tmp_path / "p" / "c.nii.gz", zooms=(1.0, 2.0, 3.0))  # the raters' grid: same voxel sizes
     for r, labels in enumerate(raters):
         save_nifti(labels, tmp_path / "raters" / f"r{r}" / "c.nii.gz", zooms=(1.0, 2.0, 3.0))
     cases = list_cases(tmp_path / "p", tmp_path / "raters", kind="raters")
@@ -261,3 +262,138 @@ def test_example_is_reproduced_by_its_generator(tmp_path):
     assert shipped == sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*.nii.gz"))
     for rel in shipped:
         assert (tmp_path / rel).read_bytes() == (root / rel).read_bytes(), rel
+
+
+# ------------------------------------------------------------------------------------------------ unreadable entries
+def make_entry(folder, name, kind):
+    import os
+
+    path = folder / name
+    if kind == "dangling":
+        os.symlink(folder / "missing" / name, path)
+    elif kind == "loop":
+        os.symlink(path, path)
+    elif kind == "folder":
+        path.mkdir()
+    else:
+        os.mkfifo(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("dangling", "is a broken symbolic link"),
+        ("loop", "is a symbolic link loop"),
+        ("folder", "is a folder, not a file"),
+        ("fifo", "is not a regular file"),
+    ],
+)
+def test_index_folder_names_entries_it_cannot_read(tmp_path, kind, message):
+    (tmp_path / "a.nii.gz").write_bytes(b"")
+    path = make_entry(tmp_path, "b.nii.gz", kind)
+    with pytest.raises(ValueError, match=rf"'{path}' in the --labels folder {message}"):
+        index_folder(tmp_path, (".nii.gz", ".nii", ".png"), what="--labels")
+
+
+def test_unreadable_entries_with_other_suffixes_are_ignored(tmp_path):
+    (tmp_path / "a.nii.gz").write_bytes(b"")
+    make_entry(tmp_path, "notes.txt", "dangling")
+    make_entry(tmp_path, "b.png", "dangling")  # not a probability-map suffix: not listed for --probs
+    assert list(index_folder(tmp_path, (".npz", ".nii.gz", ".nii"), what="--probs")) == ["a"]
+    with pytest.raises(ValueError, match=r"b\.png' in the --labels folder is a broken symbolic link"):
+        index_folder(tmp_path, (".nii.gz", ".nii", ".png"), what="--labels")
+
+
+def test_broken_link_among_rater_folders_is_named(tmp_path):
+    import os
+
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "a.npz").write_bytes(b"")
+    (tmp_path / "raters" / "r1").mkdir(parents=True)
+    (tmp_path / "raters" / "r1" / "a.png").write_bytes(b"")
+    os.symlink(tmp_path / "gone", tmp_path / "raters" / "r2")
+    with pytest.raises(ValueError, match=r"raters/r2' in the --raters folder is a broken symbolic link"):
+        list_cases(tmp_path / "p", tmp_path / "raters", kind="raters")
+
+
+# ----------------------------------------------------------------------------------------------------- geometry
+def grid(zooms=(1.5, 2.0, 2.5), origin=(4.0, -3.0, 7.0)) -> np.ndarray:
+    out = np.diag([*zooms, 1.0])
+    out[:3, 3] = origin
+    return out
+
+
+def reversed_axis(array: np.ndarray, affine: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """The same image with voxel axis ``axis`` stored reversed (the affine adjusted)."""
+    out = affine.copy()
+    out[:3, axis] = -affine[:3, axis]
+    out[:3, 3] = affine[:3, 3] + (array.shape[axis] - 1) * affine[:3, axis]
+    return np.flip(array, axis).copy(), out
+
+
+def test_soft_reference_stored_flipped_and_permuted_is_matched(tmp_path, rng):
+    soft = softmax(rng.normal(size=(5, 4, 3, 2)), -1).astype(np.float32)
+    probs = softmax(rng.normal(size=(5, 4, 3, 2)), -1).astype(np.float32)
+    nib.save(nib.Nifti1Image(probs, grid()), str(tmp_path / "p.nii.gz"))
+    stored, affine = reversed_axis(soft, grid(), 1)
+    affine[:3, :3] = affine[:3, [2, 0, 1]]  # store axes (z, x, y)
+    nib.save(nib.Nifti1Image(stored.transpose(2, 0, 1, 3).copy(), affine), str(tmp_path / "r.nii.gz"))
+    case = load_case(CaseFiles("c", tmp_path / "p.nii.gz", (tmp_path / "r.nii.gz",)), kind="ref_probs")
+    np.testing.assert_array_equal(case.target[0].numpy(), np.moveaxis(soft, -1, 0))
+    assert case.spacing == pytest.approx((1.5, 2.0, 2.5))
+
+
+def test_npz_prediction_raters_are_matched_to_the_first_rater(tmp_path, rng):
+    raters = [rng.integers(0, 2, size=(4, 5, 3)).astype(np.uint8) for _ in range(2)]
+    np.savez(tmp_path / "c.npz", probabilities=np.full((2, 3, 5, 4), 0.5, dtype=np.float32))
+    nib.save(nib.Nifti1Image(raters[0], grid()), str(tmp_path / "r0.nii.gz"))
+    nib.save(nib.Nifti1Image(*reversed_axis(raters[1], grid(), 0)), str(tmp_path / "r1.nii.gz"))
+    files = CaseFiles("c", tmp_path / "c.npz", (tmp_path / "r0.nii.gz", tmp_path / "r1.nii.gz"))
+    case = load_case(files, kind="raters")
+    expected = np.mean([np.eye(2)[r].transpose(3, 0, 1, 2) for r in raters], axis=0)
+    np.testing.assert_allclose(case.target[0].numpy(), expected)
+    assert case.spacing == pytest.approx((1.5, 2.0, 2.5))
+
+
+def test_2d_label_stored_flipped_matches_a_slice_prediction(tmp_path, rng):
+    labels = rng.integers(0, 3, size=(6, 5)).astype(np.uint8)
+    nib.save(nib.Nifti1Image(np.eye(3, dtype=np.float32)[labels][:, :, None], grid()), str(tmp_path / "p.nii.gz"))
+    stored, affine = reversed_axis(labels, grid(zooms=(1.5, 2.0, 5.0)), 1)  # other slice thickness: not compared
+    nib.save(nib.Nifti1Image(stored, affine), str(tmp_path / "l.nii.gz"))
+    case = load_case(CaseFiles("s", tmp_path / "p.nii.gz", (tmp_path / "l.nii.gz",)), kind="labels")
+    np.testing.assert_array_equal(case.target[0].numpy(), labels)
+    assert case.spacing == pytest.approx((1.5, 2.0))
+
+
+@pytest.mark.parametrize(
+    ("label_grid", "message"),
+    [
+        (grid(zooms=(1.5, 2.01, 2.5)), r"different voxel sizes, \(1\.5, 2\.01, 2\.5\) mm and \(1\.5, 2, 2\.5\) mm"),
+        (grid(origin=(4.0, -3.0, 7.01)), r"different origins .*\(4, -3, 7\.01\) mm and \(4, -3, 7\) mm"),
+    ],
+)
+def test_grids_differing_beyond_the_tolerance_are_refused(tmp_path, rng, label_grid, message):
+    labels = rng.integers(0, 2, size=(4, 5, 3)).astype(np.uint8)
+    nib.save(nib.Nifti1Image(np.eye(2, dtype=np.float32)[labels], grid()), str(tmp_path / "p.nii.gz"))
+    files = CaseFiles("k", tmp_path / "p.nii.gz", (tmp_path / "l.nii.gz",))
+    near = grid(zooms=(1.5, 2.0005, 2.5), origin=(4.0, -3.0, 7.0005))  # within 1e-3 mm + 1e-4 × the value
+    nib.save(nib.Nifti1Image(labels, near), str(tmp_path / "l.nii.gz"))
+    np.testing.assert_array_equal(load_case(files, kind="labels").target[0].numpy(), labels)
+    nib.save(nib.Nifti1Image(labels, label_grid), str(tmp_path / "l.nii.gz"))
+    with pytest.raises(ValueError, match=message) as info:
+        load_case(files, kind="labels")
+    assert f"case 'k': the reference {str(tmp_path / 'l.nii.gz')!r} and the prediction" in str(info.value)
+    assert repr(str(tmp_path / "p.nii.gz")) in str(info.value)
+
+
+def test_rotated_grid_is_refused(tmp_path, rng):
+    labels = rng.integers(0, 2, size=(4, 5, 3)).astype(np.uint8)
+    nib.save(nib.Nifti1Image(np.eye(2, dtype=np.float32)[labels], grid()), str(tmp_path / "p.nii.gz"))
+    angle = np.deg2rad(10.0)
+    rotation = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
+    rotated = grid()
+    rotated[:3, :3] = rotation @ rotated[:3, :3]
+    nib.save(nib.Nifti1Image(labels, rotated), str(tmp_path / "l.nii.gz"))
+    with pytest.raises(ValueError, match=r"case 'r': the voxel axes of the reference .* point in different directions"):
+        load_case(CaseFiles("r", tmp_path / "p.nii.gz", (tmp_path / "l.nii.gz",)), kind="labels")

@@ -8,19 +8,30 @@ file is left behind. Numbers come from :mod:`softlabels.bench.score`; this modul
 ``metrics.json`` holds ``provenance`` (softlabels version, UTC timestamp, inputs, options, number of cases),
 ``summary`` (dataset values) and ``cases`` (one row per case); NaN (no data, e.g. the foreground ECE of an empty
 case) is written as ``null``.
+
+The output folder must be new, empty, or hold an earlier report only (:func:`check_report_folder`, which commands
+call before any work): a ``metrics.json`` that is a softlabels report (``provenance.softlabels_version``,
+``summary``, ``cases``), beside it ``report.md`` and ``reliability.png`` (recognised by their first bytes), and
+temporary files of these three that a killed run left (removed when writing). Anything else is refused, so an
+unrelated ``metrics.json`` is never overwritten.
+
+The figure shows the top-label diagram and at most :data:`MAX_CLASS_PANELS` classwise panels: every class when
+there are that few, else those with the most reference voxels (:func:`softlabels.metrics.plot.frequent_rows`),
+named in the figure's title and in ``report.md``; at most 5 panels per row, so the image stays under
+2100 × 900 pixels whatever the number of classes.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import math
-import os
-import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
+from softlabels._io import TMP_SUFFIX, atomic_write, check_output_folder
 from softlabels.bench.score import PER_CLASS, ScoreResult
 
 if TYPE_CHECKING:
@@ -29,6 +40,9 @@ if TYPE_CHECKING:
     from softlabels.metrics.functional.calibration import ReliabilityDiagram
 
 JSON_NAME, MARKDOWN_NAME, PNG_NAME = "metrics.json", "report.md", "reliability.png"
+MAX_CLASS_PANELS, PANELS_PER_ROW, PANEL_INCHES = 8, 5, 4.2
+_OWN_NAMES: tuple[str, ...] = (JSON_NAME, MARKDOWN_NAME, PNG_NAME)
+_MAGIC: dict[str, bytes] = {MARKDOWN_NAME: b"# softlabels score report", PNG_NAME: b"\x89PNG\r\n\x1a\n"}
 LABELS: dict[str, str] = {
     "ece_top_label": "ECE, top-label (pooled over all voxels)",
     "ece_top_label_case_mean": "ECE, top-label (mean of per-case values)",
@@ -49,48 +63,6 @@ SHORT: dict[str, str] = {
     "brier": "Brier",
     "nll": "NLL",
 }
-
-
-def _umask() -> int:
-    """The process umask (read by setting and restoring it)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write(path: Path | str, write: Callable[[IO[bytes]], object]) -> Path:
-    """Call ``write(file)`` on a temporary file beside ``path``, then move it to ``path`` in one step.
-
-    Args:
-        path: the destination; its folder must exist.
-        write: writes the content into the binary file object it gets.
-
-    Returns:
-        ``path``.
-
-    Raises:
-        Whatever ``write`` raises; the temporary file is removed and ``path`` left as it was.
-
-    Example:
-        >>> import tempfile
-        >>> with tempfile.TemporaryDirectory() as tmp:
-        ...     out = atomic_write(Path(tmp) / "a.txt", lambda f: f.write(b"hello"))
-        ...     out.read_text(), sorted(p.name for p in Path(tmp).iterdir())
-        ('hello', ['a.txt'])
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _no_nan(x: Any) -> Any:
@@ -154,8 +126,13 @@ def _per_case_table(doc: Mapping[str, Any], classes: list[str]) -> list[str]:
     return _table(header, rows)
 
 
-def render_markdown(doc: Mapping[str, Any], *, image: str | None = PNG_NAME) -> str:
+def render_markdown(doc: Mapping[str, Any], *, image: str | None = PNG_NAME, caption: str | None = None) -> str:
     """The Markdown report of a :func:`report_document`: settings, dataset metrics, per class, per case, the image.
+
+    Args:
+        doc: from :func:`report_document`.
+        image: the figure's file name (``None``: no figure).
+        caption: a line under the figure (e.g. :func:`figure_caption`: which classes it shows).
 
     Example:
         >>> doc = {"provenance": {"n_cases": 1, "reference": "labels", "inputs": {}}, "summary": {"brier": 0.25},
@@ -186,11 +163,51 @@ def render_markdown(doc: Mapping[str, Any], *, image: str | None = PNG_NAME) -> 
     lines += ["", "## Per case", "", *_per_case_table(doc, classes)]
     if image is not None:
         lines += ["", "## Reliability diagrams", "", f"![reliability diagrams]({image})"]
+        lines += ["", caption] if caption else []
     return "\n".join(lines) + "\n"
 
 
-def draw_reliability(diagrams: Mapping[str, ReliabilityDiagram]) -> Figure:
-    """Draw the top-label diagram and one classwise diagram per class side by side (a new Agg figure).
+def _panels(diagrams: Mapping[str, ReliabilityDiagram], max_classes: int) -> list[tuple[ReliabilityDiagram, int]]:
+    """``(diagram, row)`` of every panel: each one-row diagram, and up to ``max_classes`` rows of the others."""
+    from softlabels.metrics.plot import frequent_rows
+
+    return [(d, row) for d in diagrams.values() for row in frequent_rows(d, limit=max_classes)]
+
+
+def figure_caption(diagrams: Mapping[str, ReliabilityDiagram], *, max_classes: int = MAX_CLASS_PANELS) -> str:
+    """Which diagrams and classes :func:`draw_reliability` shows, as a sentence.
+
+    Example:
+        >>> import torch
+        >>> from softlabels.metrics.functional.calibration import reliability_diagram
+        >>> probs, target = torch.tensor([[0.9, 0.1], [0.3, 0.7]]), torch.tensor([0, 1])
+        >>> figure_caption({"classwise": reliability_diagram(probs, target, n_bins=5, mode="classwise")})
+        'Classwise diagrams of all 2 classes.'
+    """
+    shown = _panels(diagrams, max_classes)
+    parts = []
+    for diagram in diagrams.values():
+        total, rows = diagram.counts.shape[0], [row for d, row in shown if d is diagram]
+        mode = diagram.mode.replace("_", "-")
+        if total == 1:
+            parts.append(f"{mode} diagram")
+        elif len(rows) == total:
+            parts.append(f"{mode} diagrams of all {total} classes")
+        else:
+            names = ", ".join(str(diagram.classes[r] if diagram.classes else r) for r in rows)
+            parts.append(
+                f"{mode} diagrams of {len(rows)} of {total} classes, those with the most reference voxels "
+                f"(ties: the lower class): {names}"
+            )
+    text = "; ".join(parts)
+    return text[:1].upper() + text[1:] + "."
+
+
+def draw_reliability(diagrams: Mapping[str, ReliabilityDiagram], *, max_classes: int = MAX_CLASS_PANELS) -> Figure:
+    """Draw the top-label diagram and up to ``max_classes`` classwise diagrams in a grid (a new Agg figure).
+
+    With more classes, those with the most reference voxels are drawn (:func:`figure_caption` names them, and so
+    does the figure's title); at most :data:`PANELS_PER_ROW` panels per row, so the size is bounded.
 
     Example:
         >>> import torch
@@ -205,30 +222,117 @@ def draw_reliability(diagrams: Mapping[str, ReliabilityDiagram]) -> Figure:
 
     from softlabels.metrics.plot import plot_reliability_diagram
 
-    panels = [(d, row) for d in diagrams.values() for row in range(d.counts.shape[0])]
-    figure = Figure(figsize=(4.2 * len(panels), 4.2), layout="constrained")
+    panels = _panels(diagrams, max_classes)
+    columns = min(len(panels), PANELS_PER_ROW)
+    rows = math.ceil(len(panels) / columns)
+    figure = Figure(figsize=(PANEL_INCHES * columns, PANEL_INCHES * rows), layout="constrained")
     FigureCanvasAgg(figure)
-    axes = figure.subplots(1, len(panels), squeeze=False)[0]
-    for ax, (diagram, row) in zip(axes, panels, strict=True):
-        plot_reliability_diagram(diagram, ax=ax, row=row)
+    for i, (diagram, row) in enumerate(panels):
+        plot_reliability_diagram(diagram, ax=figure.add_subplot(rows, columns, i + 1), row=row)
+    if len(panels) < sum(d.counts.shape[0] for d in diagrams.values()):
+        figure.suptitle(figure_caption(diagrams, max_classes=max_classes), wrap=True)
     return figure
 
 
+def _is_temporary(path: Path) -> bool:
+    """Whether ``path`` is a temporary file of :func:`atomic_write` for one of the report's files."""
+    return any(path.name.startswith(f".{own}.") and path.name.endswith(TMP_SUFFIX) for own in _OWN_NAMES)
+
+
+def _own_file(path: Path, earlier_report: bool) -> bool:
+    """Whether ``path`` is a file of an earlier report (its ``metrics.json`` is one: ``earlier_report``)."""
+    if path.is_symlink() or not path.is_file():
+        return False
+    if _is_temporary(path):
+        return True
+    if not earlier_report or path.name not in _OWN_NAMES:
+        return False
+    if path.name == JSON_NAME:
+        return True
+    with path.open("rb") as file:
+        return file.read(len(_MAGIC[path.name])) == _MAGIC[path.name]
+
+
+def _is_report(path: Path) -> bool:
+    """Whether ``path`` is a ``metrics.json`` written by :func:`write_report`."""
+    if path.is_symlink() or not path.is_file():
+        return False
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    prov = doc.get("provenance") if isinstance(doc, dict) else None
+    return (
+        isinstance(prov, dict)
+        and "softlabels_version" in prov
+        and isinstance(doc.get("summary"), dict)
+        and isinstance(doc.get("cases"), list)
+    )
+
+
+def check_report_folder(output: Path | str, *, what: str = "--output") -> Path:
+    """Check that a report may be written into ``output``, before any work; nothing is created or changed.
+
+    ``output`` must be a folder that can be created, or an existing writable folder that is empty or holds an
+    earlier report only (see the module's notes); anything else is refused, naming the folder and one foreign file.
+
+    Args:
+        output: the report folder.
+        what: how the command names it in messages.
+
+    Returns:
+        ``output`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        ValueError: ``output`` is a file, cannot be created or written, cannot be listed, or holds other files.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     _ = (Path(tmp) / "metrics.json").write_text('{"accuracy": 0.9}')
+        ...     try:
+        ...         check_report_folder(tmp)
+        ...     except ValueError as err:
+        ...         "holds 'metrics.json'" in str(err)
+        True
+    """
+    output = check_output_folder(output, what=what)
+    if not output.is_dir():
+        return output
+    try:
+        entries: Sequence[Path] = sorted(output.iterdir())
+    except OSError as err:
+        raise ValueError(f"{what} {str(output)!r} cannot be listed: {err.strerror or err}.") from err
+    earlier = _is_report(output / JSON_NAME)
+    for path in entries:
+        if not _own_file(path, earlier):
+            raise ValueError(
+                f"{what} {str(output)!r} holds {path.name!r}, which is not part of an earlier softlabels report "
+                f"(a report is written only into a new or empty folder, or over its own {', '.join(_OWN_NAMES)}); "
+                "choose another folder or move the file away."
+            )
+    return output
+
+
 def write_report(
-    result: ScoreResult, output: Path | str, *, sources: Mapping[str, Any] | None = None
+    result: ScoreResult, output: Path | str, *, sources: Mapping[str, Any] | None = None, what: str = "--output"
 ) -> dict[str, Path]:
     """Write ``metrics.json``, ``report.md`` and ``reliability.png`` into ``output`` (created if needed), atomically.
 
+    All three are rendered before any is written, and the folder is checked first (:func:`check_report_folder`),
+    so a refused folder or a failure leaves every file as it was.
+
     Args:
         result: from :func:`softlabels.bench.score.score_cases`.
-        output: the folder.
+        output: the folder: new, empty, or holding an earlier report only.
         sources: provenance of the data, recorded in the JSON and the Markdown.
+        what: how the command names ``output`` in messages.
 
     Returns:
         ``{"json": path, "markdown": path, "png": path}``.
 
     Raises:
-        FileNotFoundError: ``output`` exists and is not a folder.
+        ValueError: ``output`` is refused by :func:`check_report_folder`.
 
     Example:
         >>> import tempfile
@@ -240,20 +344,29 @@ def write_report(
         ...     sorted(p.name for p in Path(tmp).iterdir())
         ['metrics.json', 'reliability.png', 'report.md']
     """
-    output = Path(output)
-    if output.exists() and not output.is_dir():
-        raise FileNotFoundError(f"the output {str(output)!r} exists and is not a folder.")
-    output.mkdir(parents=True, exist_ok=True)
+    output = check_report_folder(output, what=what)
     doc = report_document(result, sources=sources)
     text = json.dumps(doc, indent=2, allow_nan=False) + "\n"
-    markdown = render_markdown(doc, image=PNG_NAME)
-    figure = draw_reliability(result.diagrams)
-    paths = {
-        "png": atomic_write(output / PNG_NAME, lambda f: figure.savefig(f, format="png", dpi=100)),
+    markdown = render_markdown(doc, image=PNG_NAME, caption=figure_caption(result.diagrams))
+    png = io.BytesIO()
+    draw_reliability(result.diagrams).savefig(png, format="png", dpi=100)
+    output.mkdir(parents=True, exist_ok=True)
+    for path in output.iterdir():  # temporary files a killed run left
+        if _is_temporary(path) and path.is_file() and not path.is_symlink():
+            path.unlink(missing_ok=True)
+    return {
         "json": atomic_write(output / JSON_NAME, lambda f: f.write(text.encode())),
         "markdown": atomic_write(output / MARKDOWN_NAME, lambda f: f.write(markdown.encode())),
+        "png": atomic_write(output / PNG_NAME, lambda f: f.write(png.getvalue())),
     }
-    return paths
 
 
-__all__ = ["atomic_write", "draw_reliability", "render_markdown", "report_document", "write_report"]
+__all__ = [
+    "atomic_write",
+    "check_report_folder",
+    "draw_reliability",
+    "figure_caption",
+    "render_markdown",
+    "report_document",
+    "write_report",
+]

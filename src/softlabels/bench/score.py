@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from softlabels._errors import is_user_error
 from softlabels.data.prediction_files import Case, CaseFiles, ReferenceKind, list_cases, load_case
 
 if TYPE_CHECKING:
@@ -171,6 +172,8 @@ def _score_one(scorer: _Scorer, case: Case, spacing: Sequence[float] | None) -> 
     try:
         return scorer.add(case, spacing if spacing is not None else case.spacing)
     except (ValueError, TypeError) as err:
+        if not is_user_error(err):  # a bug inside the metrics: keep its own traceback
+            raise
         raise type(err)(f"case {case.name!r}: {err}") from err
 
 
@@ -194,14 +197,16 @@ def score_cases(
         boundary_width: half-width of the boundary band, in voxels.
         ignore_index: label whose voxels are dropped (label-map references only).
         num_classes: channels ``C`` of every prediction; ``None`` takes the first case's.
-        spacing: voxel size for HD95; ``None`` reads it per case from the NIfTI headers (else 1).
+        spacing: voxel size for HD95; ``None`` reads it per case from the NIfTI headers (the prediction's, which
+            a NIfTI reference must share; else the reference's; else 1).
         progress: show a tqdm bar; ``None`` shows it on a terminal only.
 
     Returns:
         The :class:`ScoreResult`.
 
     Raises:
-        ValueError: bad option, no case, unreadable file or invalid values (the case or file is named).
+        ValueError: bad option, no case, unreadable file, invalid values, or a NIfTI reference on another voxel grid
+            than its prediction (the case or file is named; see :mod:`softlabels.data.prediction_files`).
 
     Example:
         >>> import tempfile

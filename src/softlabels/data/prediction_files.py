@@ -15,15 +15,30 @@ File conventions (every array ends up in one spatial order, NIfTI's voxel-index 
 * Trailing spatial axes of size 1 are dropped (down to 2 spatial axes), so a 2D slice stored as ``(x, y, 1)`` meets
   a 2D PNG label map. Voxel spacing comes from the NIfTI header zooms (none for ``.npz``/PNG).
 
-Cases are matched by file name stem (the name without ``.nii.gz``, ``.nii``, ``.npz`` or ``.png``).
+**Geometry** (NIfTI only). When the prediction and a reference file (label map, rater map, soft map) are both NIfTI,
+the reference is brought onto the **prediction's voxel grid**: the affines (their first three, spatial, axes; the
+prediction's class axis is not spatial) say how the reference's axes are permuted and flipped relative to the
+prediction's (``nibabel.orientations.io_orientation``/``ornt_transform``), the reference array is transposed and
+flipped accordingly, and the two grids must then be the same: voxel sizes, axis directions and origin agree within
+1e-3 mm + 1e-4 × the value (directions within 1e-3), else the case is refused naming both files and the values.
+Resampling is never done. Voxel sizes along axes of size 1 (a 2D slice stored as ``(x, y, 1)``) are not compared.
+The spacing used (HD95) is then the prediction's. When the prediction has no affine (nnU-Net ``.npz``), the rater
+maps of a case are brought onto the grid of its first NIfTI rater map by the same rules. ``.npz`` and PNG files have
+no affine: their arrays are taken in the order above and only their shapes are compared.
+
+Cases are matched by file name stem (the name without ``.nii.gz``, ``.nii``, ``.npz`` or ``.png``). Every file of a
+folder named like a case file must be a readable file: a broken symbolic link, a link loop or a folder named
+``case.nii.gz`` is an error naming it (so a case never silently vanishes), as is a broken link among rater folders.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import errno
+import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, cast
 
 import numpy as np
 import torch
@@ -32,6 +47,7 @@ from torch import Tensor
 from softlabels._options import look_up_option
 
 _HALF_SUM_TOLERANCE = 1e-2  # the metrics' tolerance on class sums of 16-bit probabilities
+GEOMETRY_ATOL_MM, GEOMETRY_RTOL, DIRECTION_ATOL = 1e-3, 1e-4, 1e-3  # two grids agree within these
 
 ReferenceKind = Literal["labels", "raters", "ref_probs"]
 REFERENCE_KINDS: tuple[str, ...] = ("labels", "raters", "ref_probs")
@@ -53,7 +69,7 @@ class CaseFiles(NamedTuple):
 class Case:
     """One loaded case: ``probs (1, C, *spatial)`` float32, ``target`` ``(1, *spatial)`` int64 or soft float32.
 
-    ``spacing`` is the voxel size from the NIfTI header (reference first, then prediction), ``None`` if unknown.
+    ``spacing`` is the voxel size from the NIfTI header (the prediction's, else the reference's), ``None`` if unknown.
     """
 
     name: str
@@ -91,6 +107,28 @@ def _check_folder(folder: Path, what: str) -> Path:
     return folder
 
 
+def _entries(folder: Path, what: str) -> Iterator[Path]:
+    """The entries of ``folder``, sorted; an unreadable folder is a one-line error."""
+    try:
+        return iter(sorted(folder.iterdir()))
+    except OSError as err:
+        raise ValueError(f"cannot list the {what} folder {str(folder)!r}: {err.strerror or err}.") from err
+
+
+def _unreadable(path: Path) -> str | None:
+    """Why the entry ``path`` cannot be read as a file (a broken link, a link loop, a folder), or ``None``."""
+    if path.is_file():
+        return None
+    if path.is_symlink():
+        try:
+            path.stat()
+        except OSError as err:
+            if err.errno == errno.ELOOP:
+                return "is a symbolic link loop"
+            return f"is a broken symbolic link (to {os.readlink(path)!r})"
+    return "is a folder, not a file" if path.is_dir() else "is not a regular file"
+
+
 def index_folder(folder: Path | str, suffixes: Sequence[str], *, what: str) -> dict[str, Path]:
     """Map case name → file for the files of ``folder`` with one of ``suffixes`` (earlier suffixes win).
 
@@ -104,7 +142,8 @@ def index_folder(folder: Path | str, suffixes: Sequence[str], *, what: str) -> d
 
     Raises:
         FileNotFoundError: ``folder`` does not exist or is not a directory.
-        ValueError: no matching file, or one case given twice with equally preferred suffixes (``.nii``, ``.nii.gz``).
+        ValueError: no matching file, one case given twice with equally preferred suffixes (``.nii``, ``.nii.gz``), or
+            an entry named like a case file that is not a readable file (broken symbolic link, link loop, folder).
 
     Example:
         >>> import tempfile
@@ -117,10 +156,15 @@ def index_folder(folder: Path | str, suffixes: Sequence[str], *, what: str) -> d
     folder = _check_folder(Path(folder), what)
     rank = {".nii": suffixes.index(".nii.gz")} if ".nii.gz" in suffixes and ".nii" in suffixes else {}
     found: dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
+    for path in _entries(folder, what):
         stem = case_stem(path)
-        if stem is None or not path.is_file() or _suffix(path) not in suffixes:
+        if stem is None or _suffix(path) not in suffixes:
             continue
+        problem = _unreadable(path)
+        if problem is not None:
+            raise ValueError(
+                f"{str(path)!r} in the {what} folder {problem}; every case file must be read: fix or remove it."
+            )
         if stem in found:
             old, new = (rank.get(s, suffixes.index(s)) for s in (_suffix(found[stem]), _suffix(path)))
             if old == new:
@@ -184,7 +228,13 @@ def list_cases(probs_dir: Path | str, reference_dir: Path | str, *, kind: Refere
         _match(probs, ref, f"{flag} {str(reference_dir)!r}")
         return [CaseFiles(n, p, (ref[n],)) for n, p in probs.items()]
     root = _check_folder(Path(reference_dir), flag)
-    rater_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    rater_dirs = []
+    for entry in (e for e in _entries(root, flag) if not e.name.startswith(".")):
+        if entry.is_symlink() and not entry.exists():
+            problem = _unreadable(entry)
+            raise ValueError(f"{str(entry)!r} in the --raters folder {problem}; each rater sub-folder must be read.")
+        if entry.is_dir():
+            rater_dirs.append(entry)
     if not rater_dirs:
         raise ValueError(f"the --raters folder {str(root)!r} must hold one sub-folder per rater; found none.")
     raters = [index_folder(d, LABEL_SUFFIXES, what=f"--raters sub-folder {d.name!r}") for d in rater_dirs]
@@ -200,16 +250,37 @@ def _squeeze_trailing(array: np.ndarray, lead: int) -> np.ndarray:
     return array
 
 
-def _read_nifti(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
+class _Volume(NamedTuple):
+    """A map as read, before trailing axes of size 1 are dropped: ``lead`` class axes, then the spatial axes."""
+
+    array: np.ndarray
+    spacing: tuple[float, ...] | None
+    affine: np.ndarray | None  # NIfTI only: 4×4, voxel (first three spatial axes) → world (mm)
+    path: Path
+    lead: int
+
+    def finish(self) -> tuple[np.ndarray, tuple[float, ...] | None]:
+        """The array without trailing spatial axes of size 1, and the spacing of the axes left."""
+        array = _squeeze_trailing(self.array, self.lead)
+        return np.ascontiguousarray(array), None if self.spacing is None else self.spacing[: array.ndim - self.lead]
+
+
+def _load_nifti(path: Path) -> tuple[np.ndarray, tuple[float, ...], np.ndarray]:
     import nibabel as nib
 
     try:
         image = nib.load(str(path))
         array = np.asanyarray(image.dataobj)  # type: ignore[attr-defined]
         zooms = tuple(float(z) for z in image.header.get_zooms())  # type: ignore[attr-defined]
+        affine = np.asarray(image.affine, dtype=np.float64)  # type: ignore[attr-defined]
     except Exception as err:
         raise ValueError(f"cannot read the NIfTI file {str(path)!r}: {type(err).__name__}: {err}") from err
-    return np.asarray(array), zooms
+    return np.asarray(array), zooms, affine
+
+
+def _read_nifti(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
+    array, zooms, _ = _load_nifti(path)
+    return array, zooms
 
 
 def _read_npz(path: Path) -> np.ndarray:
@@ -237,6 +308,42 @@ def _read_png(path: Path) -> np.ndarray:
     return array.T
 
 
+def _load_probs(path: Path) -> _Volume:
+    """A probability map as float32 ``(C, *spatial)`` (16-bit maps divided by their sum), with its geometry."""
+    spacing: tuple[float, ...] | None = None
+    affine: np.ndarray | None = None
+    if _suffix(path) == ".npz":
+        array = _read_npz(path)
+        if array.ndim not in (3, 4):
+            raise ValueError(f"`probabilities` in {str(path)!r} must be (C, z, y, x) or (C, y, x); got {array.shape}.")
+        array = np.moveaxis(array, range(1, array.ndim), range(array.ndim - 1, 0, -1))
+    else:
+        array, zooms, affine = _load_nifti(path)
+        if array.ndim == 5 and array.shape[3] == 1:
+            array = array[:, :, :, 0]
+        if array.ndim not in (3, 4):
+            raise ValueError(
+                f"the NIfTI probability map {str(path)!r} must be (x, y, z, C) or (x, y, z); got shape {array.shape}."
+            )
+        array = np.moveaxis(array, -1, 0) if array.ndim == 4 else array[None]
+        spacing = zooms[:3]
+    if not np.issubdtype(array.dtype, np.floating):
+        raise ValueError(f"the probability map {str(path)!r} must hold floats; got dtype {array.dtype}.")
+    half = array.dtype.itemsize < 4
+    array = array.astype(np.float32)
+    if half and array.shape[0] > 1:
+        total = array.sum(0, keepdims=True)
+        tol = _HALF_SUM_TOLERANCE
+        deviation = float(np.nanmax(np.abs(total - 1.0))) if np.isfinite(total).all() else float("inf")
+        if deviation > tol:
+            raise ValueError(
+                f"the half-precision probability map {str(path)!r} must sum to 1 over the classes within {tol:g}; "
+                f"got a maximum deviation of {deviation:.3g}."
+            )
+        array = array / total
+    return _Volume(array, spacing, affine, path, 1)
+
+
 def read_probs(path: Path | str) -> tuple[np.ndarray, tuple[float, ...] | None]:
     """Read a probability map as float32 ``(C, *spatial)`` and its voxel spacing (``None`` for ``.npz``).
 
@@ -257,38 +364,27 @@ def read_probs(path: Path | str) -> tuple[np.ndarray, tuple[float, ...] | None]:
         >>> probs.shape, probs.dtype, spacing
         ((3, 6, 5, 4), dtype('float32'), None)
     """
-    path = Path(path)
+    return _load_probs(Path(path)).finish()
+
+
+def _load_labels(path: Path) -> _Volume:
+    """An integer label map as int64 ``(*spatial)``, with its geometry."""
     spacing: tuple[float, ...] | None = None
-    if _suffix(path) == ".npz":
-        array = _read_npz(path)
-        if array.ndim not in (3, 4):
-            raise ValueError(f"`probabilities` in {str(path)!r} must be (C, z, y, x) or (C, y, x); got {array.shape}.")
-        array = np.moveaxis(array, range(1, array.ndim), range(array.ndim - 1, 0, -1))
+    affine: np.ndarray | None = None
+    if _suffix(path) == ".png":
+        array = _read_png(path)
+    elif _suffix(path) in (".nii", ".nii.gz"):
+        array, spacing, affine = _load_nifti(path)
     else:
-        array, zooms = _read_nifti(path)
-        if array.ndim == 5 and array.shape[3] == 1:
-            array = array[:, :, :, 0]
-        if array.ndim not in (3, 4):
-            raise ValueError(
-                f"the NIfTI probability map {str(path)!r} must be (x, y, z, C) or (x, y, z); got shape {array.shape}."
-            )
-        array = np.moveaxis(array, -1, 0) if array.ndim == 4 else array[None]
-        spacing = zooms[:3]
-    if not np.issubdtype(array.dtype, np.floating):
-        raise ValueError(f"the probability map {str(path)!r} must hold floats; got dtype {array.dtype}.")
-    half = array.dtype.itemsize < 4
-    array = _squeeze_trailing(array.astype(np.float32), lead=1)
-    if half and array.shape[0] > 1:
-        total = array.sum(0, keepdims=True)
-        tol = _HALF_SUM_TOLERANCE
-        deviation = float(np.nanmax(np.abs(total - 1.0))) if np.isfinite(total).all() else float("inf")
-        if deviation > tol:
-            raise ValueError(
-                f"the half-precision probability map {str(path)!r} must sum to 1 over the classes within {tol:g}; "
-                f"got a maximum deviation of {deviation:.3g}."
-            )
-        array = array / total
-    return np.ascontiguousarray(array), None if spacing is None else spacing[: array.ndim - 1]
+        raise ValueError(f"a label map must be a .nii, .nii.gz or .png file; got {str(path)!r}.")
+    if array.ndim < 2:
+        raise ValueError(f"the label map {str(path)!r} must have 2 or 3 spatial axes; got shape {array.shape}.")
+    if np.issubdtype(array.dtype, np.floating):
+        if not (np.isfinite(array).all() and (array == np.round(array)).all()):
+            raise ValueError(f"the label map {str(path)!r} must hold integer labels; got non-integer values.")
+    elif not np.issubdtype(array.dtype, np.integer) and array.dtype != np.bool_:
+        raise ValueError(f"the label map {str(path)!r} must hold integer labels; got dtype {array.dtype}.")
+    return _Volume(array.astype(np.int64), spacing, affine, path, 0)
 
 
 def read_label_map(path: Path | str) -> tuple[np.ndarray, tuple[float, ...] | None]:
@@ -312,33 +408,89 @@ def read_label_map(path: Path | str) -> tuple[np.ndarray, tuple[float, ...] | No
         >>> labels.tolist(), spacing
         ([[0], [1], [2]], None)
     """
-    path = Path(path)
-    spacing: tuple[float, ...] | None = None
-    if _suffix(path) == ".png":
-        array = _read_png(path)
-    elif _suffix(path) in (".nii", ".nii.gz"):
-        array, zooms = _read_nifti(path)
-        spacing = zooms
-    else:
-        raise ValueError(f"a label map must be a .nii, .nii.gz or .png file; got {str(path)!r}.")
-    if array.ndim < 2:
-        raise ValueError(f"the label map {str(path)!r} must have 2 or 3 spatial axes; got shape {array.shape}.")
-    if np.issubdtype(array.dtype, np.floating):
-        if not (np.isfinite(array).all() and (array == np.round(array)).all()):
-            raise ValueError(f"the label map {str(path)!r} must hold integer labels; got non-integer values.")
-    elif not np.issubdtype(array.dtype, np.integer) and array.dtype != np.bool_:
-        raise ValueError(f"the label map {str(path)!r} must hold integer labels; got dtype {array.dtype}.")
-    array = _squeeze_trailing(array.astype(np.int64), lead=0)
-    return np.ascontiguousarray(array), None if spacing is None else spacing[: array.ndim]
+    return _load_labels(Path(path)).finish()
 
 
-def _soft_from_raters(paths: Sequence[Path], num_channels: int) -> tuple[np.ndarray, tuple[float, ...] | None]:
-    """Rater mean of one-hot maps ``(C, *spatial)`` float32 (``C = 1``: the fraction of raters saying foreground)."""
+def _grid_shape(volume: _Volume) -> tuple[int, int, int]:
+    """The first three spatial sizes (a 2D NIfTI ``(x, y)`` is ``(x, y, 1)``)."""
+    x, y, *rest = volume.array.shape[volume.lead :]
+    return x, y, rest[0] if rest else 1
+
+
+def _vec(values: np.ndarray) -> str:
+    return "(" + ", ".join(f"{v:.6g}" for v in np.asarray(values).reshape(-1)) + ")"
+
+
+def _compare_grids(case: str, ref: _Volume, affine: np.ndarray, anchor: _Volume, roles: tuple[str, str]) -> None:
+    """Raise unless ``affine`` (``ref``'s, after reorientation) places the voxels of ``anchor``'s grid alike."""
+    anchor_affine = cast(np.ndarray, anchor.affine)  # callers pass NIfTI volumes only
+    zooms, anchor_zooms = (np.linalg.norm(a[:3, :3], axis=0) for a in (affine, anchor_affine))
+    names = f"{roles[0]} {str(ref.path)!r} and {roles[1]} {str(anchor.path)!r}"
+    tol = f"allowed: 1e-3 mm + 1e-4 × the value; values in {roles[1]}'s axis order"
+    sized = np.array(_grid_shape(anchor)) > 1
+    if not np.isclose(zooms, anchor_zooms, rtol=GEOMETRY_RTOL, atol=GEOMETRY_ATOL_MM)[sized].all():
+        raise ValueError(
+            f"case {case!r}: {names} have different voxel sizes, {_vec(zooms)} mm and {_vec(anchor_zooms)} mm "
+            f"({tol}); resample one onto the other's grid."
+        )
+    if _grid_shape(anchor) != _grid_shape(ref):
+        return  # the shape mismatch is reported by load_case
+    directions = affine[:3, :3] / np.where(zooms > 0, zooms, 1.0)
+    anchor_directions = anchor_affine[:3, :3] / np.where(anchor_zooms > 0, anchor_zooms, 1.0)
+    if not np.allclose(directions, anchor_directions, rtol=0.0, atol=DIRECTION_ATOL):
+        raise ValueError(
+            f"case {case!r}: the voxel axes of {names} point in different directions (not only permuted or flipped): "
+            f"direction cosines {_vec(directions)} and {_vec(anchor_directions)}; resample one onto the other's grid."
+        )
+    if not np.allclose(affine[:3, 3], anchor_affine[:3, 3], rtol=GEOMETRY_RTOL, atol=GEOMETRY_ATOL_MM):
+        raise ValueError(
+            f"case {case!r}: {names} have different origins (world position of the first voxel), "
+            f"{_vec(affine[:3, 3])} mm and {_vec(anchor_affine[:3, 3])} mm ({tol}); they cover different regions."
+        )
+
+
+def _onto(case: str, ref: _Volume, anchor: _Volume, roles: tuple[str, str]) -> _Volume:
+    """``ref`` transposed and flipped onto the voxel grid of ``anchor`` (both NIfTI); raise if the grids differ.
+
+    ``roles`` names the two files in messages, e.g. ``("the reference", "the prediction")``.
+    """
+    import nibabel.orientations as nio
+
+    ref_affine, anchor_affine = cast(np.ndarray, ref.affine), cast(np.ndarray, anchor.affine)  # both NIfTI
+    try:
+        transform = nio.ornt_transform(nio.io_orientation(ref_affine), nio.io_orientation(anchor_affine))
+    except Exception as err:
+        raise ValueError(
+            f"case {case!r}: cannot match the axes of {roles[0]} {str(ref.path)!r} to {roles[1]} {str(anchor.path)!r}: "
+            f"{type(err).__name__}: {err} (affines {_vec(ref_affine)} and {_vec(anchor_affine)})."
+        ) from err
+    array = ref.array.reshape(ref.array.shape[: ref.lead] + _grid_shape(ref) + ref.array.shape[ref.lead + 3 :])
+    spatial_first = np.moveaxis(array, list(range(ref.lead)), list(range(-ref.lead, 0))) if ref.lead else array
+    moved = nio.apply_orientation(spatial_first, transform)
+    array = np.moveaxis(moved, list(range(-ref.lead, 0)), list(range(ref.lead))) if ref.lead else moved
+    affine = ref_affine @ nio.inv_ornt_aff(transform, _grid_shape(ref))
+    oriented = _Volume(np.ascontiguousarray(array), anchor.spacing, affine, ref.path, ref.lead)
+    _compare_grids(case, oriented, affine, anchor, roles)
+    return oriented
+
+
+def _soft_from_raters(case: str, paths: Sequence[Path], prediction: _Volume) -> _Volume:
+    """Rater mean of one-hot maps ``(C, *spatial)`` float32 (``C = 1``: the fraction of raters saying foreground).
+
+    Every NIfTI rater map is brought onto the prediction's grid (an ``.npz`` prediction: the first NIfTI rater's).
+    """
+    num_channels = prediction.array.shape[0]
+    anchor = prediction if prediction.affine is not None else None
+    roles = ("the rater map", "the prediction" if anchor is not None else "the first rater map")
     total: np.ndarray | None = None
     spacing: tuple[float, ...] | None = None
     n_labels = max(num_channels, 2)
     for path in paths:
-        labels, sp = read_label_map(path)
+        volume = _load_labels(path)
+        if volume.affine is not None:
+            volume = volume if anchor is None else _onto(case, volume, anchor, roles)
+            anchor = anchor or volume
+        labels, sp = volume.finish()
         spacing = spacing or sp
         if labels.size and (labels.min() < 0 or labels.max() >= n_labels):
             raise ValueError(
@@ -354,7 +506,7 @@ def _soft_from_raters(paths: Sequence[Path], num_channels: int) -> tuple[np.ndar
         total = onehot if total is None else total + onehot
     if total is None:
         raise ValueError("a soft reference from raters needs at least one rater label map.")
-    return (total / len(paths)).astype(np.float32), spacing
+    return _Volume((total / len(paths)).astype(np.float32), spacing, None, paths[0], 1)
 
 
 def _check_probs(name: str, path: Path, probs: np.ndarray, num_classes: int | None) -> None:
@@ -369,11 +521,22 @@ def _check_probs(name: str, path: Path, probs: np.ndarray, num_classes: int | No
         )
 
 
+def _reference(case: CaseFiles, kind: str, prediction: _Volume) -> _Volume:
+    """The case's reference, on the prediction's grid when both are NIfTI."""
+    if kind == "raters":
+        return _soft_from_raters(case.name, case.reference, prediction)
+    ref = _load_labels(case.reference[0]) if kind == "labels" else _load_probs(case.reference[0])
+    if ref.affine is None or prediction.affine is None:
+        return ref
+    return _onto(case.name, ref, prediction, ("the reference", "the prediction"))
+
+
 def load_case(case: CaseFiles, *, kind: ReferenceKind, num_classes: int | None = None) -> Case:
     """Read one case into tensors: ``probs (1, C, *spatial)`` float32 and its reference.
 
     The reference is a label map ``(1, *spatial)`` int64 (``kind="labels"``), or a soft target ``(1, C, *spatial)``
-    float32: the rater mean of one-hot maps (``"raters"``) or a probability map (``"ref_probs"``).
+    float32: the rater mean of one-hot maps (``"raters"``) or a probability map (``"ref_probs"``). NIfTI references
+    are brought onto the prediction's voxel grid (see the module's notes on geometry).
 
     Args:
         case: the files, from :func:`list_cases`.
@@ -381,11 +544,12 @@ def load_case(case: CaseFiles, *, kind: ReferenceKind, num_classes: int | None =
         num_classes: expected channels ``C`` of ``probs`` (``None``: any).
 
     Returns:
-        The loaded :class:`Case`.
+        The loaded :class:`Case`; its ``spacing`` is the prediction's (NIfTI), else the reference's, else ``None``.
 
     Raises:
-        ValueError: unreadable file, NaN/inf probabilities, wrong channel count or a shape mismatch between the
-            prediction and the reference (the case is named).
+        ValueError: unreadable file, NaN/inf probabilities, wrong channel count, a shape mismatch between the
+            prediction and the reference, or NIfTI grids that differ by more than axis order and flips (the case
+            and the files are named).
 
     Example:
         >>> import tempfile
@@ -396,26 +560,22 @@ def load_case(case: CaseFiles, *, kind: ReferenceKind, num_classes: int | None =
         >>> tuple(loaded.probs.shape), tuple(loaded.target.shape)
         ((1, 2, 4, 3), (1, 2, 4, 3))
     """
-    probs, probs_spacing = read_probs(case.probs)
+    prediction = _load_probs(case.probs)
+    probs, probs_spacing = prediction.finish()
     _check_probs(case.name, case.probs, probs, num_classes)
-    if kind == "labels":
-        target, spacing = read_label_map(case.reference[0])
-        expected = probs.shape[1:]
-    elif kind == "raters":
-        target, spacing = _soft_from_raters(case.reference, probs.shape[0])
-        expected = probs.shape
-    else:
-        target, spacing = read_probs(case.reference[0])
+    target, spacing = _reference(case, kind, prediction).finish()
+    if kind == "ref_probs":
         _check_probs(case.name, case.reference[0], target, probs.shape[0])
-        expected = probs.shape
+    expected = probs.shape[1:] if kind == "labels" else probs.shape
     if target.shape != expected:
         ref_spatial = target.shape if kind == "labels" else target.shape[1:]
         raise ValueError(
             f"case {case.name!r}: shape mismatch: the prediction {case.probs.name} has spatial shape "
             f"{probs.shape[1:]} but the reference {', '.join(p.name for p in case.reference)} has {ref_spatial} "
-            "(spatial axes in (x, y, z) order)."
+            "(spatial axes in (x, y, z) order, the reference's matched to the prediction's by the NIfTI affines)."
         )
-    return Case(case.name, torch.from_numpy(probs)[None], torch.from_numpy(target)[None], spacing or probs_spacing)
+    spacing = probs_spacing if prediction.affine is not None else spacing or probs_spacing
+    return Case(case.name, torch.from_numpy(probs)[None], torch.from_numpy(target)[None], spacing)
 
 
 def example_folder() -> Path:

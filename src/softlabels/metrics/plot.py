@@ -96,3 +96,37 @@ def plot_reliability_diagram(
     ax.set_title(title if title is not None else name)
     ax.legend(loc="upper left", fontsize="small")
     return ax
+
+
+def frequent_rows(diagram: ReliabilityDiagram, *, limit: int) -> list[int]:
+    r"""The rows worth drawing when a diagram has too many: the ``limit`` rows with the most reference mass.
+
+    The reference mass of a row is :math:`\sum_b \bar o_b n_b`, its mean outcome times its count summed over the
+    bins: for a classwise diagram, the number of voxels labelled with the class (hard targets) or the class's total
+    target probability (soft targets). Ties go to the lower row. Every row is kept when there are at most ``limit``.
+
+    Args:
+        diagram: the data, e.g. ``CalibrationError(mode="classwise").reliability_diagram()``.
+        limit: the most rows to return, ``>= 1``.
+
+    Returns:
+        Row indices in increasing order.
+
+    Raises:
+        ValueError: ``limit`` is not an int ``>= 1``.
+
+    Example:
+        >>> from softlabels.metrics.functional.calibration import reliability_diagram
+        >>> probs = torch.tensor([[0.8, 0.1, 0.1], [0.2, 0.7, 0.1], [0.1, 0.8, 0.1], [0.6, 0.3, 0.1]])
+        >>> d = reliability_diagram(probs, torch.tensor([1, 1, 1, 2]), n_bins=5, mode="classwise")
+        >>> frequent_rows(d, limit=2)
+        [1, 2]
+    """
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ValueError(f"`limit` of frequent_rows must be an int >= 1; got {limit!r}.")
+    rows = diagram.counts.shape[0]
+    if rows <= limit:
+        return list(range(rows))
+    mass = (torch.nan_to_num(diagram.outcome.detach().cpu().double()) * diagram.counts.detach().cpu()).sum(1)
+    order = sorted(range(rows), key=lambda r: (-float(mass[r]), r))
+    return sorted(order[:limit])

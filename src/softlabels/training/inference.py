@@ -17,9 +17,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from softlabels._io import atomic_write_bytes, check_output_file, check_output_folder
+from softlabels._io import atomic_write_bytes, check_output_file
 from softlabels._options import look_up_option
-from softlabels.bench.report import write_report
+from softlabels.bench.report import check_report_folder, write_report
 from softlabels.bench.score import ScoreResult, score_predictions
 from softlabels.calibration import TemperatureScaler
 from softlabels.data.prediction_files import Case
@@ -115,7 +115,7 @@ def evaluate(
         (['json', 'markdown', 'png'], True)
         >>> tmp.cleanup()
     """
-    check_output_folder(output, what="--output")
+    check_report_folder(output, what="--output")
     config, dm, task = load_run(checkpoint, overrides)
     loader = split_loader(dm, split)
     soft_wanted = config.evaluation.reference == "auto"
