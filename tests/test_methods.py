@@ -165,6 +165,10 @@ def test_defaults_are_the_spec_defaults():
         1.0,
     )
     assert method_defaults("tfkd_self")["temperature"] == 6.0
+    # the authors' nn.KLDivLoss() default 'mean' (÷ N·C), for both variants, in the registry and the loss classes
+    assert tfkd["kl_reduction"] == method_defaults("tfkd_self")["kl_reduction"] == "mean"
+    assert create_method("tfkd", 3).loss.kl_reduction == create_method("tfkd_self", 3).loss.kl_reduction == "mean"
+    assert DistillationLoss().kl_reduction == "mean"
     focal = create_method("focal", 3).loss
     assert isinstance(focal, FocalLoss) and focal.gamma == 3.0 and focal.gamma_bands == ()
     assert create_method("flsd", 3).loss.gamma_bands == ((0.2, 5.0), (0.5, 3.0))
@@ -173,6 +177,8 @@ def test_defaults_are_the_spec_defaults():
     assert mbls_cls.loss.lambda_margin == 0.1 and mbls_seg.params["margin"] == 5.0
     nacl = create_method("nacl", 3).loss
     assert isinstance(nacl, NACLLoss) and nacl.lambda_nacl == 0.1 and nacl.window["kernel_size"] == 3
+    assert (nacl.window["kernel"], nacl.window["padding"]) == ("mean", "background")
+    assert method_defaults("nacl")["padding"] is None and create_method("nacl", 3).params["padding"] == "background"
     dml = create_method("dml", 3).loss
     assert isinstance(dml, DiceCELoss) and (dml.lambda_ce, dml.lambda_dice) == (0.25, 0.75)
     assert isinstance(create_method("hard", 3).loss, SoftCrossEntropyLoss)

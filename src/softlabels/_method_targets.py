@@ -26,9 +26,18 @@ from softlabels.targets import (
     svls,
 )
 from softlabels.targets.raters import _stack_raters, _votes
-from softlabels.targets.smoothing import _check_labels
-from softlabels.targets.svls import _svls_filter
-from softlabels.targets.tfkd import self_teacher
+from softlabels.targets.smoothing import _check_ignore_index, _check_labels, _check_num_classes
+from softlabels.targets.svls import _check_kernel_args, _svls_filter
+from softlabels.targets.tfkd import _check_temperature, self_teacher
+
+# Every builder checks its options when it is made (``__post_init__``), with the checks of the target function it
+# calls (a dry run on one voxel where they are inline), so ``create_method`` refuses a bad option at once.
+_ONE_LABEL = (1, 1, 1)  # the (N, H, W) shape of the dry runs
+
+
+def _dry_run() -> dict[str, Tensor]:
+    """A one-voxel batch of class 0 that a builder's ``__call__`` turns into a target: its options get checked."""
+    return {"label": torch.zeros(_ONE_LABEL, dtype=torch.long)}
 
 
 @dataclass(frozen=True)
@@ -98,6 +107,9 @@ class LabelTarget:
     num_classes: int
     ignore_index: int | None = None
 
+    def __post_init__(self) -> None:
+        _check_ignore_index(self.ignore_index, _check_num_classes(self.num_classes, "make_target"), "make_target")
+
     def __call__(self, batch: Mapping[str, Any]) -> TrainingTarget:
         labels = hard_labels(batch)
         _check_labels(
@@ -120,6 +132,9 @@ class SmoothedTarget:
     convention: str
     ignore_index: int | None = None
 
+    def __post_init__(self) -> None:
+        self(_dry_run())
+
     def __call__(self, batch: Mapping[str, Any]) -> TrainingTarget:
         labels = hard_labels(batch)
         target = label_smoothing(
@@ -138,6 +153,9 @@ class BoundarySmoothedTarget:
     epsilon: float
     width: int
     ignore_index: int | None = None
+
+    def __post_init__(self) -> None:
+        self(_dry_run())
 
     def __call__(self, batch: Mapping[str, Any]) -> TrainingTarget:
         labels = hard_labels(batch)
@@ -158,6 +176,12 @@ class SVLSTarget:
     spacing: Sequence[float] | None
     source: str = "label"
 
+    def __post_init__(self) -> None:
+        _check_num_classes(self.num_classes, "svls")
+        spacing = self.spacing  # one value per spatial axis: 2 or 3 (the number of axes is known at the first batch)
+        dims = 3 if isinstance(spacing, Sequence) and not isinstance(spacing, str) and len(spacing) == 3 else 2
+        _check_kernel_args(self.sigma, self.kernel_size, dims, spacing, "svls")
+
     def __call__(self, batch: Mapping[str, Any]) -> TrainingTarget:
         if self.source == "raters":  # SVLS of the rater mean = SVLS of the vote counts / R (linear; no re-check)
             raters = rater_stack(batch)
@@ -175,6 +199,9 @@ class RaterTarget:
     method: str
     reference_quirk: bool = False
 
+    def __post_init__(self) -> None:
+        self({"raters": torch.zeros(1, 1, dtype=torch.long)})
+
     def __call__(self, batch: Mapping[str, Any]) -> TrainingTarget:
         fused = fuse_raters(
             rater_stack(batch), self.num_classes, method=self.method,  # type: ignore[arg-type]
@@ -189,6 +216,9 @@ class GivenSoftTarget:
 
     num_classes: int
     key: str = "soft_label"
+
+    def __post_init__(self) -> None:
+        _check_num_classes(self.num_classes, "make_target")
 
     def __call__(self, batch: Mapping[str, Any]) -> TrainingTarget:
         soft = _tensor(batch, self.key)
@@ -211,6 +241,9 @@ class ConfidenceTarget:
     below: str = "background"
     ignore_index: int = 255
 
+    def __post_init__(self) -> None:
+        self({**_dry_run(), "confidence": torch.ones(_ONE_LABEL)})
+
     def __call__(self, batch: Mapping[str, Any]) -> TrainingTarget:
         labels = hard_labels(batch)
         confidence = _voxel_map(batch, "confidence", labels)
@@ -232,6 +265,10 @@ class SelfTeacherTarget:
     num_classes: int
     temperature: float
     teacher: nn.Module | None = None
+
+    def __post_init__(self) -> None:
+        _check_num_classes(self.num_classes, "self_teacher", 2)
+        _check_temperature(self.temperature, "self_teacher")
 
     def __call__(self, batch: Mapping[str, Any]) -> TrainingTarget:
         if self.teacher is None:

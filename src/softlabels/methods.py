@@ -21,6 +21,7 @@ them by name and rejects unknown names and parameters with the valid ones listed
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
@@ -28,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from softlabels import _method_targets as targets
+from softlabels._errors import is_user_error
 from softlabels._method_targets import TrainingTarget
 from softlabels._options import look_up_option
 from softlabels.losses import (
@@ -42,6 +44,8 @@ from softlabels.losses import (
     SoftCrossEntropyLoss,
     VirtualTeacherLoss,
 )
+from softlabels.losses._inputs import check_positive
+from softlabels.targets.smoothing import _check_fraction, _check_num_classes
 
 __all__ = ["Method", "TrainingTarget", "create_method", "list_methods", "method_defaults", "register_method"]
 
@@ -218,9 +222,15 @@ def method_defaults(name: str) -> dict[str, Any]:
 def create_method(name: str, num_classes: int, *, task: Task | None = None, **overrides: Any) -> Method:
     """Build the registered method ``name`` for ``num_classes`` classes, overriding its defaults by keyword.
 
+    Every argument is checked here, when the method is built, not at its first batch: ``num_classes`` must be an
+    int ``>= 2`` (every loss takes logits with ``C >= 2``, segmentation and classification alike), and the target
+    construction and the loss are built eagerly, so each option goes through the checks of the function that uses
+    it. A bad value raises a one-line ``ValueError`` (``TypeError`` for a wrong type) naming the parameter and the
+    method.
+
     Args:
         name: a name of :func:`list_methods`.
-        num_classes: number of classes ``C``.
+        num_classes: number of classes ``C >= 2``.
         task: ``"classification"`` or ``"segmentation"``, to check the method applies and pick task-specific
             defaults (the MbLS margin); ``None`` for the task-independent defaults.
         **overrides: parameters of the method (see :func:`method_defaults`).
@@ -229,8 +239,9 @@ def create_method(name: str, num_classes: int, *, task: Task | None = None, **ov
         A :class:`Method`.
 
     Raises:
-        ValueError: unknown name (the valid ones and the closest match are listed), unknown parameter, or a method
-            that is not defined for ``task``.
+        TypeError: ``num_classes`` or an option of the wrong type.
+        ValueError: unknown name (the valid ones and the closest match are listed), unknown parameter, a method
+            that is not defined for ``task``, or a bad value of ``num_classes`` or of an option.
 
     Example:
         >>> create_method("flsd", num_classes=4).loss
@@ -248,11 +259,30 @@ def create_method(name: str, num_classes: int, *, task: Task | None = None, **ov
         raise ValueError(
             f"unknown parameter(s) {unknown} of method {name!r} in create_method; valid: {sorted(valid) or 'none'}."
         )
-    method = factory(num_classes, task=task, **overrides)
+    where = f"method {name!r}"
+    _check_num_classes(num_classes, where, 2)
+    for key, value in overrides.items():
+        if isinstance(valid[key], bool) and not isinstance(value, bool):
+            raise TypeError(f"`{key}` of {where} must be a bool; got {type(value).__name__} {value!r}.")
+    try:
+        method = factory(num_classes, task=task, **overrides)
+    except (TypeError, ValueError) as error:
+        if not is_user_error(error):  # a bug, not a bad option: keep its own traceback
+            raise
+        raise _naming_the_method(error, where) from error
     method.name, method.tasks, method.num_classes, method.description = name, tasks, num_classes, summary
     resolved = {**valid, **overrides, **method.params}  # a factory may record values it resolved itself
     method.params = {key: _describe(value) for key, value in resolved.items()}
     return method
+
+
+def _naming_the_method(error: TypeError | ValueError, where: str) -> TypeError | ValueError:
+    """The error of a check inside a factory, its message prefixed by the method unless it names it already."""
+    message = str(error)
+    if where in message:
+        return error
+    kind = ValueError if isinstance(error, ValueError) else TypeError
+    return kind(f"{where} of create_method: {message}")
 
 
 def _describe(value: Any) -> Any:
@@ -285,6 +315,7 @@ def _ls(
 ) -> Method:
     """Label smoothing: ``(1 − ε)·onehot + ε/C`` (or the ``ε/(C − 1)`` form) at every item or voxel (§1.2)."""
     convention = look_up_option("convention", convention, ("uniform", "others"), where="method 'ls'")  # type: ignore[assignment]
+    epsilon = _check_fraction("epsilon", epsilon, "method 'ls'")
     # both forms are PyTorch's fused label smoothing: the "others" ε equals a uniform ε·C/(C − 1)
     uniform = epsilon if convention == "uniform" else epsilon * num_classes / max(num_classes - 1, 1)
     if isinstance(uniform, float | int) and 0 <= uniform <= 1:
@@ -322,7 +353,7 @@ def _tfkd(
     temperature: float = 40.0,
     correct_probability: float = 0.99,
     multiplier: float = 1.0,
-    kl_reduction: Literal["batchmean", "mean"] = "batchmean",
+    kl_reduction: Literal["batchmean", "mean"] = "mean",
     ignore_index: int | None = None,
 ) -> Method:
     """Teacher-free KD, regularisation variant: KL to the virtual teacher ``softmax(p_d / T)`` (§2.2)."""
@@ -341,10 +372,13 @@ def _tfkd_self(
     alpha: float = 0.95,
     temperature: float = 6.0,
     multiplier: float = 1.0,
+    kl_reduction: Literal["batchmean", "mean"] = "mean",
     teacher: nn.Module | None = None,
 ) -> Method:
     """Teacher-free KD, self-training variant: KL to a trained copy's outputs at temperature ``T`` (§2.2)."""
-    loss = DistillationLoss(alpha, temperature=temperature, multiplier=multiplier, validate_args=False)
+    loss = DistillationLoss(
+        alpha, temperature=temperature, multiplier=multiplier, kl_reduction=kl_reduction, validate_args=False
+    )
     build = targets.SelfTeacherTarget(num_classes, temperature=temperature)
     method = Method("tfkd_self", loss, build, requires=("label", "image"), preparation=targets.set_teacher)
     if teacher is not None:
@@ -485,17 +519,19 @@ def _nacl(
     task: Task | None = None,
     lambda_nacl: float = 0.1,
     kernel_size: int = 3,
-    kernel: Literal["mean", "gaussian"] = "mean",
+    kernel: Literal["mean", "gaussian", "gaussian_monai"] = "mean",
+    sigma: float = 1.0,
     distance: Literal["l1", "l2"] = "l1",
-    padding: Literal["background", "zeros", "replicate"] = "background",
+    padding: Literal["background", "zeros", "replicate"] | None = None,
     ignore_index: int | None = None,
 ) -> Method:
     """NACL: CE + λ·|local class proportions − logits| (λ = 0.1, 3-window mean, §3.2)."""
     loss = NACLLoss(
-        lambda_nacl, kernel_size, kernel=kernel, distance=distance, padding=padding, ignore_index=ignore_index,
-        validate_args=False,
+        lambda_nacl, kernel_size, kernel=kernel, sigma=sigma, distance=distance, padding=padding,
+        ignore_index=ignore_index, validate_args=False,
     )  # fmt: skip
-    return Method("nacl", loss, targets.LabelTarget(num_classes, ignore_index))
+    build = targets.LabelTarget(num_classes, ignore_index)
+    return Method("nacl", loss, build, params={"padding": loss.window["padding"]})  # None → the kernel's own
 
 
 @register_method("dml", tasks=SEGMENTATION)
@@ -540,8 +576,13 @@ def _vls(
     from softlabels.targets.vls import _check_options
 
     _check_options(m, tau, alpha)
-    if lambda_dice < 0:
-        raise ValueError(f"`lambda_dice` of method 'vls' must be >= 0; got {lambda_dice!r}.")
+    check_positive("lambda_dice", lambda_dice, "method 'vls'")
+    if generator_checkpoint is not None and not isinstance(generator_checkpoint, str | os.PathLike):
+        kind = type(generator_checkpoint).__name__
+        raise TypeError(f"`generator_checkpoint` of method 'vls' must be a path or None; got {kind}.")
+    if generator is not None and not isinstance(generator, Mapping):
+        kind = type(generator).__name__
+        raise TypeError(f"`generator` of method 'vls' must be a dict of options or None; got {kind}.")
     loss: nn.Module = KLDivLoss(validate_args=False) if lambda_dice == 0 else DiceCELoss(
         lambda_ce=1.0, lambda_dice=lambda_dice, validate_args=False
     )  # fmt: skip

@@ -20,8 +20,11 @@ def test_regularisation_variant_matches_the_reference_formula(shape):
     logits = 3 * torch.randn(shape, generator=g)
     labels = torch.randint(0, 5, shape[:1] + shape[2:], generator=g)
     teacher = virtual_teacher(labels, 5, temperature=6.0)
+    expected = np_distill(np64(logits), one_hot(labels.numpy(), 5), np64(teacher), 0.95, 1.0, 1.0, kappa=5.0)
+    got = DistillationLoss(0.95, reduction="none")(logits, labels, teacher=teacher)  # default: the authors' ÷ C
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-5, atol=1e-6)
     expected = np_distill(np64(logits), one_hot(labels.numpy(), 5), np64(teacher), 0.95, 1.0, 1.0)
-    got = DistillationLoss(0.95, reduction="none")(logits, labels, teacher=teacher)
+    got = DistillationLoss(0.95, kl_reduction="batchmean", reduction="none")(logits, labels, teacher=teacher)
     np.testing.assert_allclose(got.numpy(), expected, rtol=1e-5, atol=1e-6)
 
 
@@ -35,7 +38,7 @@ def test_mean_kl_reduction_reproduces_pytorch_mean_of_the_reference_code():
     reference = 0.05 * F.cross_entropy(logits, labels) + 0.95 * torch.nn.KLDivLoss()(F.log_softmax(logits, 1), teacher)
     got = DistillationLoss(0.95, kl_reduction="mean")(logits, labels, teacher=teacher)
     torch.testing.assert_close(got, reference)
-    batchmean = DistillationLoss(1.0)(logits, labels, teacher=teacher)
+    batchmean = DistillationLoss(1.0, kl_reduction="batchmean")(logits, labels, teacher=teacher)
     torch.testing.assert_close(
         DistillationLoss(1.0, kl_reduction="mean")(logits, labels, teacher=teacher), batchmean / 10
     )
@@ -48,7 +51,7 @@ def test_self_variant_softens_the_student_and_scales_by_t_squared():
     teacher_logits = 2 * torch.randn(6, 4, generator=g)
     teacher = self_teacher(teacher_logits, temperature=6.0)
     loss = DistillationLoss(0.95, temperature=6.0, multiplier=2.0)(logits, labels, teacher=teacher)
-    expected = np_distill(np64(logits), one_hot(labels.numpy(), 4), np64(teacher), 0.95, 6.0, 2.0).mean()
+    expected = np_distill(np64(logits), one_hot(labels.numpy(), 4), np64(teacher), 0.95, 6.0, 2.0, kappa=4.0).mean()
     assert loss.item() == pytest.approx(expected, rel=1e-5)
     # zero KL when the softened student equals the teacher: only the CE part is left
     same = DistillationLoss(0.5, temperature=6.0)(teacher_logits, labels, teacher=teacher)

@@ -96,11 +96,43 @@ def test_gradient_and_bad_inputs():
     logits = torch.randn(1, 2, 3, 3, requires_grad=True)
     NACLLoss()(logits, torch.zeros(1, 3, 3, dtype=torch.long)).backward()
     assert torch.isfinite(logits.grad).all()
-    with pytest.raises(ValueError, match=r"`kernel_size` of neighbourhood_proportions must be an odd int >= 1; got 4"):
+    with pytest.raises(ValueError, match=r"`kernel_size` of NACLLoss must be an odd int >= 1; got 4"):
         NACLLoss(kernel_size=4)
-    with pytest.raises(ValueError, match=r"`padding` of neighbourhood_proportions .*got 'reflect'"):
+    with pytest.raises(ValueError, match=r"`padding` of NACLLoss .*got 'reflect'"):
         NACLLoss(padding="reflect")
+    with pytest.raises(ValueError, match=r"`kernel_size` of neighbourhood_proportions must be an odd int >= 3; got 1"):
+        neighbourhood_proportions(torch.zeros(1, 2, 3, 3), kernel="gaussian", kernel_size=1)
     with pytest.raises(ValueError, match=r"`distance` of NACLLoss .*got 'l3'"):
         NACLLoss(distance="l3")
     with pytest.raises(ValueError, match=r"NACLLoss must be \(N, C, H, W\) or \(N, C, D, H, W\); got \(4, 2\)"):
         NACLLoss()(torch.randn(4, 2), torch.zeros(4, dtype=torch.long))
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 6), (1, 3, 4, 5)])
+def test_gaussian_proportions_are_the_svls_target(shape):
+    """The authors' Gaussian option is the SVLS kernel (centre 0.5) with replicate padding, 3D included."""
+    from softlabels.targets import svls
+
+    labels = random_labels(shape, 3, 8)
+    onehot = torch.as_tensor(one_hot(labels.numpy(), 3)).float()
+    for sigma, k in ((1.0, 3), (0.5, 5)):
+        got = neighbourhood_proportions(onehot, kernel="gaussian", sigma=sigma, kernel_size=k)
+        torch.testing.assert_close(got, svls(labels, 3, sigma, k))
+        torch.testing.assert_close(got.sum(1), torch.ones_like(got[:, 0]))
+
+
+def test_gaussian_kernels_take_only_their_own_padding_and_monai_takes_no_kernel_size():
+    assert NACLLoss(kernel="gaussian").window["padding"] == "replicate"
+    assert NACLLoss(kernel="gaussian_monai").window["padding"] == "zeros"
+    assert NACLLoss().window["padding"] == "background" and NACLLoss(padding="zeros").window["padding"] == "zeros"
+    assert NACLLoss(kernel="gaussian", padding="replicate").window["padding"] == "replicate"
+    with pytest.raises(ValueError, match=r"`padding` of NACLLoss must be 'replicate' or None with kernel='gaussian'"):
+        NACLLoss(kernel="gaussian", padding="background")
+    with pytest.raises(ValueError, match=r"`padding` of NACLLoss must be 'zeros' or None .*got 'replicate'"):
+        NACLLoss(kernel="gaussian_monai", padding="replicate")
+    with pytest.raises(ValueError, match=r"`kernel_size` of NACLLoss is not used by kernel='gaussian_monai'.*got 5"):
+        NACLLoss(kernel="gaussian_monai", kernel_size=5)
+    with pytest.raises(ValueError, match=r"`sigma` of NACLLoss must be a finite float > 0; got 0"):
+        NACLLoss(kernel="gaussian", sigma=0)
+    with pytest.raises(TypeError, match=r"`kernel_size` of NACLLoss must be an int; got float 3.0"):
+        NACLLoss(kernel_size=3.0)

@@ -198,3 +198,20 @@ def test_dictionary_transform_accepts_monai_metatensor():
     label = random_labels(6, (1, 3, 4, 5), 2)
     out = SVLSd("label", 2)({"label": MetaTensor(label)})
     torch.testing.assert_close(out["label"].as_tensor(), svls(label, 2)[0])
+
+
+@pytest.mark.parametrize("sigma", [0.05, 1e-3, 1e-200])
+def test_tiny_sigma_keeps_the_centre_half_and_gives_the_nearest_neighbours_the_rest(sigma):
+    # 1 − g_centre is 0 in floats here (the reference recipe divides 0 by 0): the closed form is exact
+    expected_2d = [[0, 0.125, 0], [0.125, 0.5, 0.125], [0, 0.125, 0]]  # corners: e^(−1/2σ²) of a face, ~1e-88
+    np.testing.assert_allclose(svls_kernel(2, sigma).numpy(), expected_2d, atol=1e-80, rtol=1e-15)
+    kernel = svls_kernel(3, sigma, 5, spacing=(2.0, 1.0, 1.0))  # the nearest neighbours are along axes 1 and 2
+    expected = np.zeros((5, 5, 5))
+    expected[2, 2, 2] = 0.5
+    expected[2, [1, 3], 2] = expected[2, 2, [1, 3]] = 0.125
+    np.testing.assert_allclose(kernel.numpy(), expected, atol=1e-80, rtol=1e-15)
+    labels = torch.zeros(1, 3, 5, 5, dtype=torch.long)
+    labels[0, 1, 2, 2] = 1  # an isolated voxel gets the kernel
+    got = svls(labels, 2, sigma, 5, spacing=(2.0, 1.0, 1.0))
+    np.testing.assert_allclose(got[0, 1, 1].numpy(), expected[2], atol=1e-7)
+    torch.testing.assert_close(got.sum(1), torch.ones(1, 3, 5, 5))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -12,7 +13,7 @@ from softlabels._options import look_up_option
 from softlabels.losses._base import VoxelLoss
 from softlabels.losses._inputs import LossTarget, Reduction, check_positive, cross_entropy_of_logits, reduce_voxels
 from softlabels.targets.smoothing import _check_fraction
-from softlabels.targets.tfkd import virtual_teacher
+from softlabels.targets.tfkd import _teacher_values, virtual_teacher
 
 __all__ = ["DistillationLoss", "VirtualTeacherLoss"]
 
@@ -28,11 +29,11 @@ class DistillationLoss(VoxelLoss):
       whose paper equation also softens the student), so ``T² = 1``.
     - Tf-KD_self: ``t = self_teacher(z_teacher, T)`` and ``temperature=T`` (Hinton's ``T²`` factor).
 
-    ``kl_reduction="batchmean"`` (default, ``κ = 1``) sums the KL over classes and averages over voxels.
-    ``"mean"`` reproduces the reference code's PyTorch ``KLDivLoss(reduction="mean")``, which also divides by ``C``
-    (``κ = C``) and so weakens the term by ``C``; use it to match the authors' numbers. The CE term takes hard
-    labels or a soft target; reduction, ``ignore_index``, ``keep_mask`` and ``weight`` as
-    :class:`~softlabels.losses.SoftCrossEntropyLoss`.
+    ``kl_reduction="mean"`` (default, ``κ = C``) is the authors' code: its ``nn.KLDivLoss()`` has PyTorch's default
+    ``reduction="mean"``, which divides the summed KL by ``N·C`` (items **and** classes), so the term is ``C`` times
+    weaker than the textbook KL. ``"batchmean"`` (``κ = 1``) sums the KL over classes and averages over voxels, the
+    textbook scale (``C`` times the default's KL term). The CE term takes hard labels or a soft target; reduction,
+    ``ignore_index``, ``keep_mask`` and ``weight`` as :class:`~softlabels.losses.SoftCrossEntropyLoss`.
 
     Shapes: ``input (N, C, *spatial)`` logits; ``target (N, *spatial)`` integer or ``(N, C, *spatial)`` float;
     ``teacher (N, C, *spatial)`` a distribution over ``C``.
@@ -41,7 +42,7 @@ class DistillationLoss(VoxelLoss):
         alpha: weight ``α`` in ``[0, 1]`` of the distillation term (0.95 in the reference settings).
         temperature: the student's temperature ``T > 0`` (1 for Tf-KD_reg).
         multiplier: ``m >= 0``, the extra factor of the reference code (1 or 100/50 for some networks).
-        kl_reduction: ``"batchmean"`` or ``"mean"`` (divide by ``C`` as the reference).
+        kl_reduction: ``"mean"`` (divide by ``C``, the authors' code) or ``"batchmean"``.
         reduction: ``"mean"`` (weighted mean over kept voxels), ``"sum"`` or ``"none"``.
         ignore_index: hard label to leave out, or ``None``.
         validate_args: check values on every call.
@@ -65,7 +66,7 @@ class DistillationLoss(VoxelLoss):
         *,
         temperature: float = 1.0,
         multiplier: float = 1.0,
-        kl_reduction: Literal["batchmean", "mean"] = "batchmean",
+        kl_reduction: Literal["batchmean", "mean"] = "mean",
         reduction: Reduction = "mean",
         ignore_index: int | None = None,
         validate_args: bool = True,
@@ -134,7 +135,8 @@ class VirtualTeacherLoss(VoxelLoss):
         temperature: the teacher temperature ``T > 0`` (40 for MobileNetV2, 6 for ResNet-50).
         correct_probability: ``a``, the virtual teacher's probability of the label before softening (0.99).
         multiplier: ``m >= 0``.
-        kl_reduction: ``"batchmean"`` (``κ = 1``) or ``"mean"`` (``κ = C``, the reference code's PyTorch default).
+        kl_reduction: ``"mean"`` (``κ = C``: the authors' code, PyTorch's default ``KLDivLoss()``; default) or
+            ``"batchmean"`` (``κ = 1``).
         reduction: ``"mean"`` (weighted mean over kept voxels), ``"sum"`` or ``"none"``.
         ignore_index: hard label to leave out, or ``None``.
         validate_args: check values on every call.
@@ -159,7 +161,7 @@ class VirtualTeacherLoss(VoxelLoss):
         temperature: float = 40.0,
         correct_probability: float = 0.99,
         multiplier: float = 1.0,
-        kl_reduction: Literal["batchmean", "mean"] = "batchmean",
+        kl_reduction: Literal["batchmean", "mean"] = "mean",
         reduction: Reduction = "mean",
         ignore_index: int | None = None,
         validate_args: bool = True,
@@ -169,13 +171,15 @@ class VirtualTeacherLoss(VoxelLoss):
         self.alpha = _check_fraction("alpha", alpha, where)
         self.multiplier = check_positive("multiplier", multiplier, where)
         self.kl_reduction = look_up_option("kl_reduction", kl_reduction, ("batchmean", "mean"), where=where)
-        row = virtual_teacher(
+        virtual_teacher(  # checks num_classes, correct_probability and temperature
             torch.tensor([0]), num_classes, correct_probability=correct_probability, temperature=temperature
-        )[0].double()
+        )
         self.num_classes = num_classes
         self.temperature, self.correct_probability = float(temperature), float(correct_probability)
-        self.teacher_label, self.teacher_other = float(row[0]), float(row[1])
-        self.teacher_negentropy = float(torch.xlogy(row, row).sum())
+        t_y, t_o = _teacher_values(num_classes, self.correct_probability, self.temperature)  # float64
+        self.teacher_label, self.teacher_other = t_y, t_o
+        xlogx = [t * math.log(t) if t > 0 else 0.0 for t in (t_y, t_o)]  # 0 log 0 = 0
+        self.teacher_negentropy = math.fsum([xlogx[0], (num_classes - 1) * xlogx[1]])
 
     def _per_voxel(self, input: Tensor, target: LossTarget) -> Tensor:
         if target.hard is None:

@@ -35,11 +35,15 @@ class OnlineLabelSmoother(nn.Module):
     (:meth:`update`), for every class ``c``:
 
     .. math::
-        S[c] \leftarrow \begin{cases} S[c] & \text{if } \max S[c] \ge f \ (\text{frozen}) \\
+        S[c] \leftarrow \begin{cases}
         \text{uniform } 1/C \ (\text{or } S[c] \text{ with } \texttt{empty\_class\_policy="keep"}) & \text{if } n[c] = 0
-        \\ A[c] / n[c] & \text{otherwise} \end{cases}
+        \\ S[c] & \text{else if } \max S[c] \ge f \ (\text{frozen}) \\ A[c] / n[c] & \text{otherwise}
+        \end{cases}
 
-    then ``A`` and ``n`` are cleared. Calling the module returns the rows ``S[y]`` as a target.
+    in this order, as the fine-grained solver of the authors: the empty-class rule comes first, so a frozen row whose
+    class had no correct prediction is reset to uniform (and so unfreezes); freezing only keeps the rows of classes
+    that had correct predictions. Then ``A`` and ``n`` are cleared. Calling the module returns the rows ``S[y]`` as a
+    target.
 
     Args:
         num_classes: number of classes ``C >= 2``.
@@ -48,7 +52,7 @@ class OnlineLabelSmoother(nn.Module):
         empty_class_policy: a class with no correct prediction this epoch is reset to ``"uniform"`` (both reference
             code paths) or keeps its previous row (``"keep"``).
         freeze_at: leave a row unchanged once its maximum is ``>= freeze_at`` (the fine-grained code uses 0.88), or
-            ``None`` (never freeze).
+            ``None`` (never freeze); an empty class still follows ``empty_class_policy`` (the reset comes first).
         ignore_index: label of voxels that are never accumulated, or ``None``.
 
     Reference:
@@ -152,6 +156,8 @@ class OnlineLabelSmoother(nn.Module):
         labels = _check_labels(labels, self.num_classes, where, spatial=False, ignore_index=self.ignore_index)
         if labels.shape != logits.shape[:1] + logits.shape[2:]:
             raise ValueError(f"`labels` of {where} must be {tuple(logits.shape[:1] + logits.shape[2:])}.")
+        if logits.numel() == 0:  # an empty batch has no correct prediction to accumulate
+            return
         n, c = logits.shape[:2]
         z = logits.detach().reshape(n, c, -1)
         flat = labels.reshape(n, 1, -1).to(z.device).long()
@@ -172,12 +178,12 @@ class OnlineLabelSmoother(nn.Module):
             dist.all_reduce(self.counts)
         c = self.num_classes
         new = self.sums / self.counts.clamp_min(1).unsqueeze(1).to(self.sums.dtype)
+        if self.freeze_at is not None:  # only for classes with correct predictions: the empty rule below wins
+            frozen = self.soft_labels.amax(dim=1) >= self.freeze_at
+            new = torch.where(frozen.unsqueeze(1), self.soft_labels, new)
         empty = self.counts == 0
         fallback = self.soft_labels if self.empty_class_policy == "keep" else torch.full_like(new, 1.0 / c)
         new = torch.where(empty.unsqueeze(1), fallback, new)
-        if self.freeze_at is not None:
-            frozen = self.soft_labels.amax(dim=1) >= self.freeze_at
-            new = torch.where(frozen.unsqueeze(1), self.soft_labels, new)
         self.soft_labels.copy_(new)
         self.sums.zero_()
         self.counts.zero_()

@@ -44,6 +44,19 @@ def _check_kernel_args(
     return float(sigma), kernel_size, int(spatial_dims), tuple(float(v) for v in values)  # type: ignore[call-overload]
 
 
+def _relative_exponent(squared: float, nearest: float, sigma: float) -> float:
+    """``(squared − nearest) / (2σ²)`` for squared distances, without overflow for a tiny ``σ`` (may be ``inf``).
+
+    Written as ``½ (squared/nearest − 1)·(nearest/σ²)`` with the product taken as 0 when the first factor is 0 (the
+    nearest neighbours themselves), so ``σ`` may be as small as floats allow.
+    """
+    excess = squared / nearest - 1.0
+    if excess <= 0.0:
+        return 0.0
+    ratio = math.sqrt(nearest) / sigma
+    return 0.5 * excess * ratio * ratio
+
+
 def svls_kernel(
     spatial_dims: int, sigma: float = 1.0, kernel_size: int = 3, spacing: Sequence[float] | None = None
 ) -> Tensor:
@@ -54,6 +67,12 @@ def svls_kernel(
     weighs exactly 0.5 and the neighbours share 0.5 in proportion to their Gaussian weights (spec §3.1; for
     ``σ = 1``, 2D 3×3: faces 0.0778, corners 0.0472). With ``spacing`` (voxel size per axis, e.g. mm) the
     distances are physical and ``σ`` is in the same unit; ``None`` means unit spacing (``σ`` in voxels).
+
+    It is computed in that closed form, ``0.5`` at the centre and ``0.5 · g(o) / Σ_{o' ≠ 0} g(o')`` elsewhere, with
+    the exponents taken relative to the nearest neighbour. That is the same kernel without the subtraction
+    ``1 − g_centre``, which loses every digit when ``σ`` is small (``σ = 0.05``: ``g_centre`` rounds to 1 even in
+    float64): the centre stays 0.5 and the nearest neighbours share the other half for every ``σ > 0``, and every
+    ``k`` (the centre is ``k//2``, not the reference code's ``[1, 1]``).
 
     Args:
         spatial_dims: 2 or 3.
@@ -76,16 +95,21 @@ def svls_kernel(
         tensor([[0.0472, 0.0778, 0.0472],
                 [0.0778, 0.5000, 0.0778],
                 [0.0472, 0.0778, 0.0472]], dtype=torch.float64)
+        >>> svls_kernel(2, sigma=0.05)[1]  # tiny σ: the faces share 0.5, the corners get ~1e-87
+        tensor([0.1250, 0.5000, 0.1250], dtype=torch.float64)
     """
     sigma, k, dims, steps = _check_kernel_args(sigma, kernel_size, spatial_dims, spacing, "svls_kernel")
     offsets = torch.arange(k, dtype=torch.float64) - k // 2
     grids = torch.meshgrid(*[offsets * s for s in steps], indexing="ij")
     squared = torch.stack(grids).pow(2).sum(0)
-    gauss = torch.exp(-squared / (2.0 * sigma**2))
-    gauss = gauss / gauss.sum()
+    nearest = min(steps) ** 2
+    exponents = [_relative_exponent(float(d2), nearest, sigma) for d2 in squared.flatten()]
+    weights = torch.exp(-torch.tensor(exponents, dtype=torch.float64)).view_as(squared)
     centre = (k // 2,) * dims
-    gauss[centre] = 1.0 - gauss[centre]
-    return gauss / gauss.sum()
+    weights[centre] = 0.0
+    weights = weights * (0.5 / weights.sum())
+    weights[centre] = 0.5
+    return weights
 
 
 def _check_soft(target: Tensor, num_classes: int, where: str) -> Tensor:
@@ -165,20 +189,31 @@ def _svls_filter(
 
     With the unnormalised 1-D Gaussian factors ``u_i`` (centre weight 1), ``U = Π_i u_i`` is separable, its
     neighbours weigh ``s = Π_i Σ u_i − 1`` in all, and ``K ∗ y = y/2 + (U ∗ y − y) / (2 s)``: the centre weighs 0.5
-    and the neighbours share 0.5 in proportion to their Gaussian weights, as :func:`svls_kernel`. For a small
-    ``s`` (small ``σ``) the subtraction loses float32 digits, so that case is computed in float64. ``scale`` folds a
-    constant factor in (the ``1/R`` of a rater mean given as vote counts).
+    and the neighbours share 0.5 in proportion to their Gaussian weights, as :func:`svls_kernel`. For ``s < 0.1``
+    (``σ`` below about 0.37 voxel) ``U ∗ y − y`` would cancel, so the neighbour part is filtered directly instead, as
+    the telescoping sum ``U − δ = Σ_i u_1 ⊗ … ⊗ u_{i−1} ⊗ (u_i − δ) ⊗ δ ⊗ … ⊗ δ`` (each term separable, no
+    subtraction), with the weights scaled by the nearest neighbour's so they cannot underflow: exact for any
+    ``σ > 0``. ``scale`` folds a constant factor in (the ``1/R`` of a rater mean given as vote counts).
     """
     sigma, k, _, steps = _check_kernel_args(sigma, kernel_size, target.ndim - 2, spacing, "svls")
-    radius = k // 2
-    taps = [[math.exp(-(((i - radius) * step) ** 2) / (2.0 * sigma**2)) for i in range(k)] for step in steps]
-    weight = math.prod(sum(t) for t in taps) - 1.0
-    if weight < 1e-12:
-        raise ValueError(f"`sigma` of svls is too small for the spacing: neighbours get no weight; got {sigma!r}.")
-    y = target if weight >= 0.1 else target.to(torch.float64)
-    out = separable_filter(y, taps, padding="replicate").mul_(scale / (2.0 * weight))
-    out.add_(y, alpha=scale * (0.5 - 1.0 / (2.0 * weight)))
-    return out.to(target.dtype).clamp_(0.0, 1.0)  # rounding only: every value is a convex combination
+    offsets = [i - k // 2 for i in range(k)]
+    taps = [[math.exp(-0.5 * (o * step / sigma) * (o * step / sigma)) for o in offsets] for step in steps]
+    off_centre = [sum(w for o, w in zip(offsets, t, strict=True) if o) for t in taps]
+    sums = [1.0 + off for off in off_centre]
+    weight = sum(math.prod(sums[:axis]) * off_centre[axis] for axis in range(len(taps)))  # Π Σu − 1, telescoped
+    if weight >= 0.1:
+        out = separable_filter(target, taps, padding="replicate").mul_(scale / (2.0 * weight))
+        out.add_(target, alpha=scale * (0.5 - 1.0 / (2.0 * weight)))
+        return out.clamp_(0.0, 1.0)  # rounding only: every value is a convex combination
+    nearest = min(steps) ** 2  # the neighbour part, relative to the nearest neighbour's weight (no underflow)
+    parts = [[0.0 if o == 0 else math.exp(-_relative_exponent((o * step) ** 2, nearest, sigma)) for o in offsets]
+             for step in steps]  # fmt: skip
+    total = sum(math.prod(sums[:axis]) * sum(parts[axis]) for axis in range(len(taps)))
+    out = target * (0.5 * scale)
+    for axis in range(len(taps)):
+        term = [*taps[:axis], parts[axis]] + [[1.0]] * (len(taps) - axis - 1)
+        out.add_(separable_filter(target, term, padding="replicate"), alpha=0.5 * scale / total)
+    return out.clamp_(0.0, 1.0)
 
 
 class SVLSd(MapTransform):

@@ -34,6 +34,14 @@ def _check_temperature(temperature: object, where: str) -> float:
     return float(temperature)
 
 
+def _teacher_values(num_classes: int, correct_probability: float, temperature: float) -> tuple[float, float]:
+    """The virtual teacher's two values ``(t[c*], t[k ≠ c*])`` in float64, for checked arguments."""
+    row = torch.full((num_classes,), (1.0 - correct_probability) / (num_classes - 1), dtype=torch.float64)
+    row[0] = correct_probability
+    teacher = torch.softmax(row / temperature, dim=0)
+    return float(teacher[0]), float(teacher[1])
+
+
 def virtual_teacher(
     labels: Tensor,
     num_classes: int,
@@ -81,11 +89,7 @@ def virtual_teacher(
     ignore_index = _check_ignore_index(ignore_index, num_classes, where)
     labels = _check_labels(labels, num_classes, where, spatial=False, ignore_index=ignore_index)
     onehot = _one_hot(labels, num_classes)
-    off = (1.0 - a) / (num_classes - 1)
-    row = torch.full((num_classes,), off, dtype=torch.float64)
-    row[0] = a
-    teacher = torch.softmax(row / temperature, dim=0)
-    correct, other = float(teacher[0]), float(teacher[1])
+    correct, other = _teacher_values(num_classes, a, temperature)
     target = onehot * (correct - other) + other
     if ignore_index is not None:
         target = target * (labels != ignore_index).unsqueeze(1).to(target.dtype)
