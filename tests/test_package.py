@@ -103,7 +103,8 @@ def metric_classes():
     out = []
     for mod in modules():
         for _, cls in inspect.getmembers(mod, inspect.isclass):
-            if issubclass(cls, Metric) and cls.__module__ == mod.__name__ and not cls.__name__.startswith("_"):
+            public = cls.__module__ == mod.__name__ and not cls.__name__.startswith("_")
+            if issubclass(cls, Metric) and public and not inspect.isabstract(cls):  # a base without update/compute
                 out.append(cls)
     return out
 

@@ -267,8 +267,8 @@ def create_method(name: str, num_classes: int, *, task: Task | None = None, **ov
     try:
         method = factory(num_classes, task=task, **overrides)
     except (TypeError, ValueError) as error:
-        if not is_user_error(error):  # a bug, not a bad option: keep its own traceback
-            raise
+        if not is_user_error(error):
+            raise  # a bug, not a bad option: it keeps its traceback
         raise _naming_the_method(error, where) from error
     method.name, method.tasks, method.num_classes, method.description = name, tasks, num_classes, summary
     resolved = {**valid, **overrides, **method.params}  # a factory may record values it resolved itself
@@ -278,11 +278,8 @@ def create_method(name: str, num_classes: int, *, task: Task | None = None, **ov
 
 def _naming_the_method(error: TypeError | ValueError, where: str) -> TypeError | ValueError:
     """The error of a check inside a factory, its message prefixed by the method unless it names it already."""
-    message = str(error)
-    if where in message:
-        return error
     kind = ValueError if isinstance(error, ValueError) else TypeError
-    return kind(f"{where} of create_method: {message}")
+    return error if where in str(error) else kind(f"{where} of create_method: {error}")
 
 
 def _describe(value: Any) -> Any:
