@@ -160,16 +160,17 @@ def newest_checkpoint(folder: Path | str) -> tuple[Path, dict[str, Any]] | None:
     folder = Path(folder)
     if not folder.is_dir():
         return None
+    last = folder / "last.ckpt"
     epochs = sorted(
-        (int(m.group(1)), p) for p in folder.iterdir() if (m := _EPOCH_FILE.match(p.name)) and p.is_file()
+        ((int(m.group(1)), p) for p in folder.iterdir() if (m := _EPOCH_FILE.match(p.name)) and p.is_file()),
+        reverse=True,
     )
-    candidates = [folder / "last.ckpt"] * (folder / "last.ckpt").is_file() + [p for _, p in reversed(epochs)]
+    candidates: list[tuple[int | None, Path]] = [(None, last)] if last.is_file() else []
+    candidates += epochs
     best: tuple[Path, dict[str, Any]] | None = None
-    for path in candidates:
-        if best is not None and path != folder / "last.ckpt":
-            number = next(n for n, p in epochs if p == path)
-            if number <= _progress(best[1])[0]:
-                break  # epoch files are older from here on
+    for number, path in candidates:
+        if best is not None and number is not None and number <= _progress(best[1])[0]:
+            break  # last.ckpt is at least as far on as every epoch file
         try:
             checkpoint = load_checkpoint(path)
         except ValueError as err:
@@ -177,7 +178,7 @@ def newest_checkpoint(folder: Path | str) -> tuple[Path, dict[str, Any]] | None:
             continue
         if best is None or _progress(checkpoint) > _progress(best[1]):
             best = (path, checkpoint)
-        if path != folder / "last.ckpt":
+        if number is not None:
             break  # the newest readable epoch file decides
     return best
 
