@@ -55,8 +55,8 @@ def write_case(root: Path, shape: tuple[int, ...], c: int, seed: int) -> None:
 
 def run_once(root: Path, out: Path) -> dict[str, float]:
     """The two calls of ``softlabels score``, timed."""
-    from softlabels.bench.report import write_report
-    from softlabels.bench.score import score_folders
+    from softlabels.evaluation.report_files import write_report
+    from softlabels.evaluation.scoring import score_folders
 
     t0 = time.perf_counter()
     result = score_folders(root / "probs", root / "labels", kind="labels", progress=False)

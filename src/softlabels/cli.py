@@ -125,8 +125,8 @@ def _score_inputs(args: argparse.Namespace) -> tuple[Path, Path, str]:
 
 
 def _run_score(args: argparse.Namespace) -> int:
-    from softlabels.bench.report import check_report_folder, write_report
-    from softlabels.bench.score import score_folders
+    from softlabels.evaluation.report_files import check_report_folder, write_report
+    from softlabels.evaluation.scoring import score_folders
 
     probs_dir, reference_dir, kind = _score_inputs(args)
     check_report_folder(args.output, what="--output")  # before any case is read: a refused folder costs nothing
@@ -283,8 +283,8 @@ def _add_bench_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_bench(args: argparse.Namespace) -> int:
-    from softlabels.bench.runner import BenchmarkFailed, run_benchmark, run_one
-    from softlabels.bench.runs import load_result
+    from softlabels.bench.benchmark_run import load_result
+    from softlabels.bench.grid_runner import BenchmarkFailed, run_benchmark, run_one
     from softlabels.bench.suites import get_benchmark, plan_runs
 
     suites = [s for s in get_benchmark(args.suite) if args.only is None or s.name in args.only]
@@ -303,7 +303,7 @@ def _run_bench(args: argparse.Namespace) -> int:
         run_one(specs[args.run_index], output, prefix=f"[bench run {args.run_index}] {specs[args.run_index].run_id}")
         return 0
     if args.report_only:
-        from softlabels.bench.page import write_benchmark_report
+        from softlabels.bench.benchmark_report import write_benchmark_report
 
         paths = write_benchmark_report(suites, output)
     else:

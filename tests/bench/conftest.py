@@ -36,7 +36,7 @@ def tiny_suites() -> list[Suite]:
 @pytest.fixture(scope="session")
 def tiny_bench(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Suite], Path]:
     """The tiny benchmark, run once per test process (about 15 s), with its report."""
-    from softlabels.bench.runner import run_benchmark
+    from softlabels.bench.grid_runner import run_benchmark
 
     root = tmp_path_factory.mktemp("bench")
     suites = tiny_suites()

@@ -55,7 +55,7 @@ def test_path_errors_are_user_errors():
 
 
 def test_a_bug_inside_a_command_is_not_reported_as_bad_input(tmp_path, monkeypatch):
-    import softlabels.bench.score as score
+    import softlabels.evaluation.scoring as score
 
     def broken(*args, **kwargs):  # an internal failure: numpy raising inside our code path
         return np.zeros(3).reshape(2, 2)

@@ -22,8 +22,8 @@ from PIL import Image
 
 import softlabels.metrics.functional.segmentation as segmentation_functional
 import softlabels.metrics.plot as plot_module
-from softlabels.bench.score import score_folders
 from softlabels.cli import main
+from softlabels.evaluation.scoring import score_folders
 from tests.reliability._corpus import snapshot, user_error
 
 SHAPE = (6, 5, 4)
@@ -282,7 +282,7 @@ def test_output_in_a_read_only_folder_is_refused(tmp_path, capsys):
 
 
 def test_output_is_checked_before_any_case_is_read(tmp_path, capsys, monkeypatch):
-    import softlabels.bench.score as score_module
+    import softlabels.evaluation.scoring as score_module
 
     root = dataset(tmp_path, "same")
     (root / "out").mkdir()

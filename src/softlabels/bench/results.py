@@ -16,13 +16,13 @@ from typing import Any
 
 import numpy as np
 
+from softlabels.bench.benchmark_run import load_result, run_folder
 from softlabels.bench.case_metrics import (
     CURVE_THRESHOLDS,
     HISTOGRAM_METRICS,
     ece_from_histogram,
     per_case_values,
 )
-from softlabels.bench.runs import load_result, run_folder
 from softlabels.bench.statistics import PairedComparison, mean_std, paired_bootstrap, paired_bootstrap_pooled
 from softlabels.bench.suites import Suite, plan_runs
 

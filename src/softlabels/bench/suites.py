@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from softlabels._options import look_up_option
-from softlabels.bench.runs import RunSpec
+from softlabels.bench.benchmark_run import RunSpec
 
 __all__ = ["BENCHMARKS", "Cell", "Suite", "full_config_dir", "get_benchmark", "plan_runs"]
 

@@ -19,10 +19,10 @@ from torch import Tensor
 
 from softlabels._io import atomic_write_bytes, check_output_file
 from softlabels._options import look_up_option
-from softlabels.bench.report import check_report_folder, write_report
-from softlabels.bench.score import ScoreResult, score_predictions
 from softlabels.calibration import TemperatureScaler
 from softlabels.data.prediction_files import Case
+from softlabels.evaluation.report_files import check_report_folder, write_report
+from softlabels.evaluation.scoring import ScoreResult, score_predictions
 from softlabels.metrics import CalibrationError
 from softlabels.training.checkpoint_io import AtomicCheckpointIO, load_checkpoint
 from softlabels.training.evaluation import CaseNames, MetricSuite, batch_references

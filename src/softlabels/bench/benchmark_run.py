@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 
 from softlabels.bench.case_metrics import case_metrics, observed_reference, summarize_case_metrics
-from softlabels.bench.report import _no_nan, atomic_write
+from softlabels.evaluation.report_files import _no_nan, atomic_write
 
 __all__ = ["EVALUATION_VERSION", "RunSpec", "execute_run", "load_result", "run_folder"]
 

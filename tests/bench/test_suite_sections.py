@@ -1,4 +1,4 @@
-from softlabels.bench.findings import suite_section
+from softlabels.bench.suite_sections import suite_section
 
 
 def test_section_numbers_and_sentences(tiny_bench):

@@ -2,7 +2,7 @@
 
 Every file is written to a temporary file in the destination folder and moved into place with :func:`os.replace`,
 so a reader never sees a half-written report: after a failure the previous file (if any) is intact and no temporary
-file is left behind. Numbers come from :mod:`softlabels.bench.score`; this module only formats and draws them
+file is left behind. Numbers come from :mod:`softlabels.evaluation.scoring`; this module only formats and draws them
 (matplotlib is imported inside :func:`draw_reliability`, with the Agg canvas; no pyplot state).
 
 ``metrics.json`` holds ``provenance`` (softlabels version, UTC timestamp, inputs, options, number of cases),
@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from softlabels._io import TMP_SUFFIX, atomic_write, check_output_folder
-from softlabels.bench.score import PER_CLASS, ScoreResult
+from softlabels.evaluation.scoring import PER_CLASS, ScoreResult
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -80,7 +80,7 @@ def report_document(result: ScoreResult, *, sources: Mapping[str, Any] | None = 
     """The content of ``metrics.json``: provenance, dataset summary and per-case rows (NaN → ``None``).
 
     Args:
-        result: from :func:`softlabels.bench.score.score_cases`.
+        result: from :func:`softlabels.evaluation.scoring.score_cases`.
         sources: where the data came from (e.g. ``{"probs": ..., "labels": ...}``), recorded as given.
 
     Returns:
@@ -323,7 +323,7 @@ def write_report(
     so a refused folder or a failure leaves every file as it was.
 
     Args:
-        result: from :func:`softlabels.bench.score.score_cases`.
+        result: from :func:`softlabels.evaluation.scoring.score_cases`.
         output: the folder: new, empty, or holding an earlier report only.
         sources: provenance of the data, recorded in the JSON and the Markdown.
         what: how the command names ``output`` in messages.
@@ -337,7 +337,7 @@ def write_report(
     Example:
         >>> import tempfile
         >>> from softlabels.data.prediction_files import example_folder
-        >>> from softlabels.bench.score import score_folders
+        >>> from softlabels.evaluation.scoring import score_folders
         >>> result = score_folders(example_folder() / "probs", example_folder() / "labels", kind="labels")
         >>> with tempfile.TemporaryDirectory() as tmp:
         ...     paths = write_report(result, tmp)

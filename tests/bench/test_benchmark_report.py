@@ -5,9 +5,9 @@ import re
 import numpy as np
 import pytest
 
+from softlabels.bench.benchmark_report import write_benchmark_report
+from softlabels.bench.benchmark_run import run_folder
 from softlabels.bench.case_metrics import summarize_case_metrics
-from softlabels.bench.page import write_benchmark_report
-from softlabels.bench.runs import run_folder
 from softlabels.bench.suites import plan_runs
 from tests.bench import _browser
 

@@ -12,9 +12,9 @@ import pytest
 import torch
 from scipy.ndimage import distance_transform_edt
 
-import softlabels.bench.score as score_module
-from softlabels.bench.score import nanmean, score_cases, score_folders
+import softlabels.evaluation.scoring as score_module
 from softlabels.data.prediction_files import list_cases
+from softlabels.evaluation.scoring import nanmean, score_cases, score_folders
 from softlabels.metrics.segmentation import HausdorffDistance95
 from tests.metrics._reference import brier_ref, calibration_error_ref, nll_ref
 

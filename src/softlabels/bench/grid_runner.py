@@ -1,7 +1,8 @@
 """Running a benchmark grid: cached runs, local worker processes, one run per CLI call for cluster schedulers.
 
-Each run has a config hash (:class:`~softlabels.bench.runs.RunSpec`); a run whose ``result.json`` exists is not run
-again, so a killed benchmark resumes where it stopped (an interrupted run resumes its training from ``last.ckpt``).
+Each run has a config hash (:class:`~softlabels.bench.benchmark_run.RunSpec`); a run whose ``result.json`` exists is
+not run again, so a killed benchmark resumes where it stopped
+(an interrupted run resumes its training from ``last.ckpt``).
 ``workers > 1`` runs that many local processes (each with ``torch`` limited to ``cores // workers`` threads). On a
 cluster, ``softlabels bench --list`` prints the runs by index and ``softlabels bench --run-index I`` runs one, so a
 job array covers the grid; ``softlabels bench --report-only`` then writes the report (docs/bench.md has a SLURM
@@ -22,9 +23,9 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from softlabels.bench.report import atomic_write
-from softlabels.bench.runs import RunSpec, execute_run, load_result
+from softlabels.bench.benchmark_run import RunSpec, execute_run, load_result
 from softlabels.bench.suites import Suite, get_benchmark, plan_runs
+from softlabels.evaluation.report_files import atomic_write
 
 __all__ = ["BenchmarkFailed", "pending_runs", "prepare_data", "run_benchmark", "run_one"]
 
@@ -195,7 +196,7 @@ def run_benchmark(
     if failures:
         raise BenchmarkFailed(failures)
     if report:
-        from softlabels.bench.page import write_benchmark_report
+        from softlabels.bench.benchmark_report import write_benchmark_report
 
         kept = [s for s in suites if only is None or s.name in only]
         summary["report"] = {k: str(v) for k, v in write_benchmark_report(kept, root, seconds=seconds).items()}

@@ -4,7 +4,7 @@ Per suite: the metric table (mean ± std over seeds) before and after temperatur
 against the baseline (95 % bootstrap intervals, significant ones marked), ranks, the floor on synthetic data,
 reliability diagrams (small multiples), Dice-vs-threshold curves, example maps, the downstream structure-fraction
 table, and a "what this shows" paragraph generated from the numbers. Provenance closes the report. Every number is
-read from the run files by :mod:`softlabels.bench.findings`; nothing is typed. Files are written atomically.
+read from the run files by :mod:`softlabels.bench.suite_sections`; nothing is typed. Files are written atomically.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from typing import Any
 import numpy as np
 
 from softlabels.bench import figures
-from softlabels.bench.findings import CALIBRATION_KEYS, SuiteSection, suite_section
-from softlabels.bench.report import atomic_write
 from softlabels.bench.results import dice_curve, reliability_data
+from softlabels.bench.suite_sections import CALIBRATION_KEYS, SuiteSection, suite_section
 from softlabels.bench.suites import Suite
+from softlabels.evaluation.report_files import atomic_write
 
 __all__ = ["provenance", "render_html", "render_markdown", "section_figures", "write_benchmark_report"]
 

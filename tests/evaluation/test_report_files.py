@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import softlabels
-from softlabels.bench.report import (
+from softlabels.evaluation.report_files import (
     atomic_write,
     check_report_folder,
     draw_reliability,
@@ -24,7 +24,7 @@ from softlabels.bench.report import (
     report_document,
     write_report,
 )
-from softlabels.bench.score import ScoreResult
+from softlabels.evaluation.scoring import ScoreResult
 from softlabels.metrics.functional.calibration import reliability_diagram
 
 

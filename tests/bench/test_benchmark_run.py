@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from softlabels.bench.runs import RunSpec, execute_run, load_result, run_folder
+from softlabels.bench.benchmark_run import RunSpec, execute_run, load_result, run_folder
 from softlabels.bench.suites import plan_runs
 
 

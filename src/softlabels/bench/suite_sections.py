@@ -2,7 +2,8 @@
 
 :func:`suite_section` reads the suite's finished runs (:mod:`softlabels.bench.results`) and returns plain data:
 tables (mean ± std over seeds, before and after temperature scaling), paired comparisons against the baseline,
-ranks, the floor, the downstream table and the sentences of the paragraph. :mod:`softlabels.bench.page` renders it.
+ranks, the floor, the downstream table and the sentences of the paragraph.
+:mod:`softlabels.bench.benchmark_report` renders it.
 """
 
 from __future__ import annotations

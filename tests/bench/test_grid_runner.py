@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from softlabels.bench.runner import BenchmarkFailed, pending_runs, run_benchmark
-from softlabels.bench.runs import run_folder
+from softlabels.bench.benchmark_run import run_folder
+from softlabels.bench.grid_runner import BenchmarkFailed, pending_runs, run_benchmark
 from softlabels.bench.suites import Cell, plan_runs
 from tests.bench.conftest import tiny_suites
 
 SCRIPT = """
 import sys
-from softlabels.bench.runner import run_benchmark
+from softlabels.bench.grid_runner import run_benchmark
 from tests.bench.conftest import tiny_suites
 run_benchmark(tiny_suites(), sys.argv[1], workers=1, report=False)
 """
