@@ -1,4 +1,4 @@
-"""Independent float64 NumPy references of the losses (written from the formulas of ../shared/methods.md)."""
+"""Independent float64 NumPy references of the losses (written from the papers' formulas, docs/methods.md)."""
 
 from __future__ import annotations
 

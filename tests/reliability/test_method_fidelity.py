@@ -1,7 +1,7 @@
 """The registry's defaults against the authors' code: each test re-implements the official formula in float64.
 
-The references below are written from the descriptions of the authors' code in ``../shared/methods.md`` (§2.1 OLS,
-§2.2 Tf-KD, §3.1 SVLS, §3.2 NACL), in plain NumPy / torch, without calling ``softlabels``:
+The references below are written from the authors' code (the papers of ``docs/methods.md`` §2.1 OLS, §2.2 Tf-KD,
+§3.1 SVLS, §3.2 NACL and their repositories), in plain NumPy / torch, without calling ``softlabels``:
 
 - Tf-KD_reg (``loss_kd_regularization``; the OLS repo's ``tf_kd_loss``): a virtual teacher ``(1 − a)/(C − 1)``
   everywhere and ``a`` at the label, softened by ``softmax(· / T)``; ``(1 − α)·CE + α·m·nn.KLDivLoss()(log_softmax(z),

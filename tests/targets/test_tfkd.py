@@ -26,7 +26,7 @@ def test_teacher_equals_the_formula(num_classes, temperature, a):
 
 
 def test_spec_table_values():
-    # methods.md §2.2: C = 100, T = 40 → 0.01025; C = 165, T = 6 → 0.0071 (uniform would be 0.01 and 0.0061)
+    # a = 0.99 (Tf-KD, docs/methods.md §2.2): C = 100, T = 40 → 0.01025; C = 165, T = 6 → 0.0071 (uniform: 0.01, 0.0061)
     assert virtual_teacher(torch.tensor([3]), 100, temperature=40.0)[0, 3].item() == pytest.approx(0.01025, abs=5e-6)
     assert virtual_teacher(torch.tensor([3]), 165, temperature=6.0)[0, 3].item() == pytest.approx(0.0071, abs=5e-5)
 

@@ -1,7 +1,7 @@
 """Losses on hard or soft targets for 2D/3D segmentation and classification (``nn.Module``, logits in).
 
 Every loss takes logits ``input (N, C, *spatial)`` and a hard ``(N, *spatial)`` integer or soft ``(N, C, *spatial)``
-target, plus optional voxel ``weight`` and ``keep_mask`` ``(N, *spatial)``; see ``../shared/methods.md`` §1–3.
+target, plus optional voxel ``weight`` and ``keep_mask`` ``(N, *spatial)``; see ``docs/methods.md``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Checking the ``(input, target, weight, keep_mask)`` of every loss, and the shared voxel reduction.
 
-Conventions (methods spec §0.1, MONAI): ``input`` is logits ``(N, C, *spatial)`` (``(N, C)`` for classification)
+Conventions (docs/methods.md §0.1, MONAI): ``input`` is logits ``(N, C, *spatial)`` (``(N, C)`` for classification)
 with ``C >= 2``. ``target`` is a hard label map ``(N, *spatial)`` of integer dtype (``(N, 1, *spatial)`` as MONAI
 collates it is accepted), or a soft target ``(N, C, *spatial)`` of floating dtype that is a distribution over ``C``.
 ``weight`` is a float ``(N, *spatial)`` voxel weight ``>= 0``; ``keep_mask`` a bool ``(N, *spatial)`` selecting the

@@ -1,4 +1,4 @@
-"""Cross-entropy and KL divergence against hard or soft targets, 2D and 3D (methods spec §0.1)."""
+"""Cross-entropy and KL divergence against hard or soft targets, 2D and 3D (docs/methods.md §0.1)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from torch import Tensor
 
 from softlabels.losses._base import VoxelLoss
 from softlabels.losses._inputs import LossTarget, Reduction, cross_entropy_per_voxel
-from softlabels.targets.smoothing import _check_fraction
+from softlabels.targets.label_checks import _check_fraction
 
 __all__ = ["KLDivLoss", "SoftCrossEntropyLoss"]
 

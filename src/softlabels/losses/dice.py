@@ -2,7 +2,7 @@
 
 The usual soft Dice ``1 − 2Σxy / (Σx + Σy)`` is not minimised at ``x = y`` when the target is soft (for one voxel
 with ``y = 0.5`` the minimum is at ``x = 1``), so it pushes soft-label training towards over-confidence. The
-semimetric form rewrites the intersection through ``|x − y|`` and is 0 exactly at ``x = y`` (methods spec §3.4).
+semimetric form rewrites the intersection through ``|x − y|`` and is 0 exactly at ``x = y`` (docs/methods.md §3.4).
 """
 
 from __future__ import annotations

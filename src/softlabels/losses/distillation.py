@@ -1,4 +1,4 @@
-"""Knowledge-distillation loss of Tf-KD: CE on the labels plus KL to a teacher distribution (methods spec §2.2)."""
+"""Knowledge-distillation loss of Tf-KD: CE on the labels plus KL to a teacher distribution (docs/methods.md §2.2)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from softlabels._checks import check_distribution
 from softlabels._options import look_up_option
 from softlabels.losses._base import VoxelLoss
 from softlabels.losses._inputs import LossTarget, Reduction, check_positive, cross_entropy_of_logits, reduce_voxels
-from softlabels.targets.smoothing import _check_fraction
+from softlabels.targets.label_checks import _check_fraction
 from softlabels.targets.tfkd import _teacher_values, virtual_teacher
 
 __all__ = ["DistillationLoss", "VirtualTeacherLoss"]

@@ -1,4 +1,4 @@
-"""Focal loss for calibration, with the sample-dependent γ of FLSD-53 (methods spec §2.3)."""
+"""Focal loss for calibration, with the sample-dependent γ of FLSD-53 (docs/methods.md §2.3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Margin-based label smoothing (MbLS): cross-entropy plus a hinge on logit distances (methods spec §2.4, §3.3)."""
+"""Margin-based label smoothing (MbLS): cross-entropy plus a hinge on logit distances (docs/methods.md §2.4, §3.3)."""
 
 from __future__ import annotations
 

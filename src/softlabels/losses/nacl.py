@@ -1,4 +1,7 @@
-"""Neighbor-Aware Calibration Loss (NACL): CE plus a pull of the logits towards local class proportions (§3.2)."""
+"""Neighbor-Aware Calibration Loss (NACL): CE plus a pull of the logits towards local class proportions.
+
+See ``docs/methods.md`` §3.2.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""The Online Label Smoothing loss: CE on the label mixed with soft CE on the class's learned soft label (§2.1)."""
+"""The Online Label Smoothing loss: CE on the label mixed with soft CE on the class's learned soft label.
+
+See ``docs/methods.md`` §2.1.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +12,8 @@ from torch import Tensor
 
 from softlabels.losses._base import VoxelLoss
 from softlabels.losses._inputs import LossTarget, Reduction
+from softlabels.targets.label_checks import _check_fraction
 from softlabels.targets.ols import OnlineLabelSmoother
-from softlabels.targets.smoothing import _check_fraction
 
 __all__ = ["OnlineLabelSmoothingLoss"]
 

@@ -3,7 +3,7 @@
 Every function takes hard labels ``(N, *spatial)`` (integer) and returns float targets ``(N, C, *spatial)`` that are
 distributions over ``C`` at every voxel (except ``confidence_threshold``, which returns hard labels, and
 ``confidence_weights``, which returns voxel weights). ``OnlineLabelSmoother`` holds the OLS soft-label matrix;
-``virtual_teacher``/``self_teacher`` give the Tf-KD teacher distributions. See ``../shared/methods.md`` §1–3.
+``virtual_teacher``/``self_teacher`` give the Tf-KD teacher distributions. See ``docs/methods.md``.
 """
 
 from __future__ import annotations

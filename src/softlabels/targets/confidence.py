@@ -1,4 +1,4 @@
-"""Targets from per-voxel annotator confidence: thresholded hard labels, soft targets, loss weights (spec §3.6).
+"""Targets from per-voxel annotator confidence: thresholded labels, soft targets, loss weights (docs/methods.md §3.6).
 
 ``confidence`` is the annotator's confidence, in ``[0, 1]``, that a voxel belongs to the class given in ``labels``,
 at every voxel (background included). Give background voxels confidence 1 where the background is certain.
@@ -15,7 +15,8 @@ from monai.transforms import MapTransform
 from torch import Tensor
 
 from softlabels._options import look_up_option
-from softlabels.targets.smoothing import _as_batch, _check_fraction, _check_labels, _check_num_classes, _one_hot
+from softlabels.targets.label_checks import _check_fraction, _check_labels, _check_num_classes
+from softlabels.targets.smoothing import _as_batch, _one_hot
 
 __all__ = ["ConfidenceTargetd", "confidence_soft", "confidence_threshold", "confidence_weights"]
 
@@ -49,7 +50,7 @@ def confidence_threshold(
     """Hard labels kept only where the annotator is confident: ``y_τ(s) = y(s)`` if ``conf(s) ≥ τ``.
 
     Voxels with ``conf(s) < τ`` become class 0 (``below="background"``) or ``ignore_index`` (``below="ignore"``;
-    this also applies to low-confidence background voxels). The paper found ``τ = 0.6`` best (spec §3.6).
+    this also applies to low-confidence background voxels). The paper found ``τ = 0.6`` best (docs/methods.md §3.6).
 
     Args:
         labels: hard labels ``(N, H, W)`` / ``(N, D, H, W)``, integer dtype.
@@ -97,7 +98,7 @@ def confidence_soft(labels: Tensor, confidence: Tensor, num_classes: int) -> Ten
 
     ``q = conf·onehot(y) + (1 − conf)·onehot(0)``: a foreground voxel gives ``conf`` to its class and
     ``1 − conf`` to class 0; a background voxel is one-hot background whatever its confidence. For a binary task
-    this is ``q_fg = conf`` on the labelled region (spec §3.6, "soft").
+    this is ``q_fg = conf`` on the labelled region (docs/methods.md §3.6, "soft").
 
     Args:
         labels: hard labels ``(N, H, W)`` / ``(N, D, H, W)``, integer dtype.
@@ -133,8 +134,8 @@ def confidence_soft(labels: Tensor, confidence: Tensor, num_classes: int) -> Ten
 def confidence_weights(confidence: Tensor) -> Tensor:
     """Per-voxel loss weights for a hard-label loss: the annotator confidence itself, ``w(s) = conf(s)``.
 
-    Use as ``(w · CE(z, y)).sum() / w.sum()`` (spec §3.6, "weighted"). The input is validated and copied, never
-    clipped.
+    Use as ``(w · CE(z, y)).sum() / w.sum()`` (docs/methods.md §3.6, "weighted"). The input is validated and copied,
+    never clipped.
 
     Args:
         confidence: per-voxel confidence ``(N, *spatial)`` in ``[0, 1]``, float dtype.

@@ -1,6 +1,8 @@
 """Online Label Smoothing (OLS): one soft label per class, learned from the previous epoch's correct predictions.
 
-Spec §2.1. The state is the class-wise soft-label matrix ``S (C, C)`` (row ``c`` is the target of class ``c``),
+See ``docs/methods.md`` §2.1.
+
+The state is the class-wise soft-label matrix ``S (C, C)`` (row ``c`` is the target of class ``c``),
 read at loss time and constant within an epoch, plus this epoch's accumulators: ``A (C, C)``, the sum of the
 predicted distributions of the correctly classified samples of each class (float32 within a batch, float64 across
 batches), and ``n (C,)``, their count (int64). At the end of an epoch ``S[c] = A[c] / n[c]``; only the previous
@@ -22,7 +24,7 @@ from torch import Tensor, nn
 
 from softlabels._ops import is_first_max
 from softlabels._options import look_up_option
-from softlabels.targets.smoothing import _check_ignore_index, _check_labels, _check_num_classes
+from softlabels.targets.label_checks import _check_ignore_index, _check_labels, _check_num_classes
 
 __all__ = ["OnlineLabelSmoother"]
 

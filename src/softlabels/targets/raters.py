@@ -1,4 +1,4 @@
-"""Fusing several raters' hard label maps into one target: mean, weighted mean, majority (methods spec §3.5)."""
+"""Fusing several raters' hard label maps into one target: mean, weighted mean, majority (docs/methods.md §3.5)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from monai.transforms import MapTransform
 from torch import Tensor
 
 from softlabels._options import look_up_option
-from softlabels.targets.smoothing import _check_labels, _check_num_classes, _one_hot
+from softlabels.targets.label_checks import _check_labels, _check_num_classes
+from softlabels.targets.smoothing import _one_hot
 
 __all__ = ["FuseRatersd", "fuse_raters"]
 

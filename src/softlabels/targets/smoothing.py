@@ -1,13 +1,13 @@
 """Label smoothing targets: uniform (Szegedy) and "others" forms, and boundary-only label smoothing.
 
-Also holds the small validation and one-hot helpers shared by the other ``softlabels.targets`` modules.
+Also holds the one-hot and batching helpers shared by the other ``softlabels.targets`` modules (the argument checks
+are in :mod:`softlabels.targets.label_checks`).
 Hard label maps are ``(N, *spatial)`` integer tensors, soft targets ``(N, C, *spatial)`` float tensors
-(methods spec §0.1, §1.2).
+(docs/methods.md §0.1, §1.2).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Hashable, Mapping
 from typing import Literal
 
@@ -18,73 +18,11 @@ from torch import Tensor
 
 from softlabels._options import look_up_option
 from softlabels.targets._filters import window_extremes
+from softlabels.targets.label_checks import _check_fraction, _check_ignore_index, _check_labels, _check_num_classes
 
 __all__ = ["BoundaryLabelSmoothingd", "LabelSmoothingd", "boundary_label_smoothing", "label_smoothing"]
 
 Convention = Literal["uniform", "others"]
-
-
-def _check_num_classes(num_classes: object, where: str, minimum: int = 1) -> int:
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int):
-        raise TypeError(f"`num_classes` of {where} must be an int; got {type(num_classes).__name__} {num_classes!r}.")
-    if num_classes < minimum:
-        raise ValueError(f"`num_classes` of {where} must be an int >= {minimum}; got {num_classes!r}.")
-    return num_classes
-
-
-def _check_fraction(name: str, value: object, where: str, *, closed_right: bool = True) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"`{name}` of {where} must be a float; got {type(value).__name__} {value!r}.")
-    upper_ok = value <= 1 if closed_right else value < 1
-    if not (math.isfinite(value) and value >= 0 and upper_ok):
-        interval = "[0, 1]" if closed_right else "[0, 1)"
-        raise ValueError(f"`{name}` of {where} must be a float in {interval}; got {value!r}.")
-    return float(value)
-
-
-def _check_labels(
-    labels: object,
-    num_classes: int,
-    where: str,
-    *,
-    spatial: bool = True,
-    ignore_index: int | None = None,
-    name: str = "labels",
-) -> Tensor:
-    """Check a hard label map: an integer tensor ``(N, *spatial)`` with values in ``[0, C)`` or ``ignore_index``."""
-    if not isinstance(labels, Tensor):
-        raise TypeError(f"`{name}` of {where} must be a torch.Tensor; got {type(labels).__name__}.")
-    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
-        raise TypeError(f"`{name}` of {where} must have an integer dtype; got {labels.dtype}.")
-    if spatial and labels.ndim not in (3, 4):
-        raise ValueError(f"`{name}` of {where} must have shape (N, H, W) or (N, D, H, W); got {tuple(labels.shape)}.")
-    if not spatial and labels.ndim < 1:
-        raise ValueError(f"`{name}` of {where} must have shape (N, *spatial); got a 0-d tensor.")
-    if not labels.numel():
-        return labels
-    lo, hi = torch.aminmax(labels)  # one pass; the per-voxel test below only when something is out of range
-    if int(lo) >= 0 and int(hi) < num_classes:
-        return labels
-    valid = (labels >= 0) & (labels < num_classes)
-    if ignore_index is not None:
-        valid |= labels == ignore_index
-    if not bool(valid.all()):
-        bad = labels[~valid][0].item()
-        allowed = f"[0, {num_classes})" + ("" if ignore_index is None else f" or ignore_index={ignore_index}")
-        raise ValueError(f"`{name}` of {where} must hold class indices in {allowed}; got {bad}.")
-    return labels
-
-
-def _check_ignore_index(ignore_index: object, num_classes: int, where: str) -> int | None:
-    if ignore_index is None:
-        return None
-    if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
-        raise TypeError(f"`ignore_index` of {where} must be an int or None; got {type(ignore_index).__name__}.")
-    if 0 <= ignore_index < num_classes:
-        raise ValueError(
-            f"`ignore_index` of {where} must not be a class index in [0, {num_classes}); got {ignore_index}."
-        )
-    return ignore_index
 
 
 def _one_hot(labels: Tensor, num_classes: int, dtype: torch.dtype | None = None) -> Tensor:
@@ -117,7 +55,7 @@ def label_smoothing(
 
     ``convention="uniform"`` (Szegedy form): ``q = (1 − ε)·onehot(y) + ε/C``; the true class gets ``1 − ε + ε/C``.
     ``convention="others"`` (Tf-KD repository form): ``q_y = 1 − ε`` and ``q_c = ε/(C − 1)`` for every ``c ≠ y``.
-    The two ``ε`` mean different things; name the convention in results (spec §1.2).
+    The two ``ε`` mean different things; name the convention in results (docs/methods.md §1.2).
 
     Voxels equal to ``ignore_index`` get an all-zero target (no class), so a soft cross-entropy sums nothing
     there; mask them with ``labels != ignore_index`` when averaging.
@@ -174,7 +112,7 @@ def boundary_label_smoothing(
     A voxel is a *boundary* voxel when its ``(2·width + 1)``-wide neighbourhood (square in 2D, cube in 3D; the
     image border adds no neighbours) holds a class other than its own, found with a max-pool of the one-hot map.
     Boundary voxels get ``q = (1 − ε)·onehot(y) + ε/C``, all others ``q = onehot(y)``. Voxels next to
-    ``ignore_index`` are not boundary voxels; ignored voxels themselves get an all-zero target (spec §1.2).
+    ``ignore_index`` are not boundary voxels; ignored voxels themselves get an all-zero target (docs/methods.md §1.2).
 
     Args:
         labels: hard labels ``(N, H, W)`` or ``(N, D, H, W)``, integer dtype.

@@ -1,4 +1,4 @@
-"""Spatially Varying Label Smoothing (SVLS) targets, 2D and 3D (methods spec §3.1)."""
+"""Spatially Varying Label Smoothing (SVLS) targets, 2D and 3D (docs/methods.md §3.1)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from monai.transforms import MapTransform
 from torch import Tensor
 
 from softlabels.targets._filters import separable_filter
-from softlabels.targets.smoothing import _as_batch, _check_labels, _check_num_classes, _one_hot
+from softlabels.targets.label_checks import _check_labels, _check_num_classes
+from softlabels.targets.smoothing import _as_batch, _one_hot
 
 __all__ = ["SVLSd", "svls", "svls_kernel"]
 
@@ -64,7 +65,7 @@ def svls_kernel(
 
     ``g(o) = exp(−‖o ⊙ spacing‖² / (2σ²))`` for offsets ``o ∈ {−k//2, …, k//2}^d``, normalised to sum 1; then the
     centre becomes ``1 − g_centre`` (the neighbours' sum) and the kernel is renormalised. So the centre always
-    weighs exactly 0.5 and the neighbours share 0.5 in proportion to their Gaussian weights (spec §3.1; for
+    weighs exactly 0.5 and the neighbours share 0.5 in proportion to their Gaussian weights (docs/methods.md §3.1; for
     ``σ = 1``, 2D 3×3: faces 0.0778, corners 0.0472). With ``spacing`` (voxel size per axis, e.g. mm) the
     distances are physical and ``σ`` is in the same unit; ``None`` means unit spacing (``σ`` in voxels).
 
@@ -143,7 +144,7 @@ def svls(
     :func:`svls_kernel` (centre 0.5, neighbours share 0.5 by Gaussian weight). Every ``q`` sums to 1, including at
     the border; homogeneous regions stay one-hot. A soft input ``(N, C, *spatial)`` (e.g. the mean of R raters'
     one-hot maps) is convolved the same way; by linearity that equals the mean of the per-rater SVLS maps
-    (multi-rater SVLS, spec §3.1).
+    (multi-rater SVLS, docs/methods.md §3.1).
 
     Args:
         labels: hard labels ``(N, H, W)`` / ``(N, D, H, W)`` of integer dtype, or a soft map ``(N, C, *spatial)``

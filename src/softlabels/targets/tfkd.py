@@ -1,6 +1,8 @@
 """Teacher distributions of teacher-free knowledge distillation (Tf-KD): the virtual teacher and the self-teacher.
 
-Spec §2.2. The regularisation variant (Tf-KD_reg) distils from a hand-made "virtual teacher"; the self-training
+See ``docs/methods.md`` §2.2.
+
+The regularisation variant (Tf-KD_reg) distils from a hand-made "virtual teacher"; the self-training
 variant (Tf-KD_self) from a trained copy of the same network. Both give a distribution ``(N, C, *spatial)`` that
 :class:`softlabels.losses.DistillationLoss` compares with the student.
 """
@@ -14,14 +16,8 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform
 from torch import Tensor
 
-from softlabels.targets.smoothing import (
-    _as_batch,
-    _check_fraction,
-    _check_ignore_index,
-    _check_labels,
-    _check_num_classes,
-    _one_hot,
-)
+from softlabels.targets.label_checks import _check_fraction, _check_ignore_index, _check_labels, _check_num_classes
+from softlabels.targets.smoothing import _as_batch, _one_hot
 
 __all__ = ["VirtualTeacherd", "self_teacher", "virtual_teacher"]
 

@@ -25,7 +25,7 @@ from torch import nn
 
 from softlabels._io import atomic_write_bytes, check_output_folder, remove_orphan_temporaries
 from softlabels.data.datamodule import SoftLabelDataModule
-from softlabels.methods import VLS_KEY, create_method
+from softlabels.methods import RunContext, create_method
 from softlabels.training.checkpoint_io import (
     AtomicCheckpointIO,
     load_checkpoint,
@@ -37,7 +37,7 @@ from softlabels.training.data_sources import build_datamodule
 from softlabels.training.optim import build_optimizer
 from softlabels.training.task import ClassificationTask, SegmentationTask, SoftLabelTask
 
-__all__ = ["build_run", "check_run", "load_run", "make_trainer", "train"]
+__all__ = ["build_run", "check_run", "load_run", "make_trainer", "run_context", "train"]
 
 RUN_FILES = ("config.yaml", "final_metrics.json")  # besides checkpoints/ and logs/: what `train` writes
 
@@ -54,19 +54,45 @@ def _data_shape(dm: SoftLabelDataModule) -> tuple[int, int, int]:
     return int(info["num_classes"]), dims, int(image.shape[0])
 
 
-def _teacher(config: RunConfig, num_classes: int, dims: int, channels: int) -> nn.Module:
-    """The trained teacher of ``tfkd_self``: the run's architecture with the weights of ``teacher_checkpoint``."""
+def _network_from_checkpoint(config: RunConfig, shape: tuple[int, int, int], path: str, what: str) -> nn.Module:
+    """The run's architecture with the weights of ``path``, a checkpoint of ``softlabels train`` (e.g. a teacher)."""
     from softlabels.models import create_model
 
-    path = str(config.method.teacher_checkpoint)
+    num_classes, dims, channels = shape
     checkpoint = load_checkpoint(path)
     state = checkpoint.get("state_dict", checkpoint)
     weights = {k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")} or state
-    teacher = create_model(
-        config.model.name, in_channels=channels, num_classes=num_classes, spatial_dims=dims, **config.model.options
-    )
-    load_state_checked(teacher, weights, source=f"method.teacher_checkpoint {path!r}")
-    return teacher.eval()
+    network = create_model(
+        config.model.name, in_channels=channels, num_classes=num_classes, spatial_dims=max(dims, 2),
+        **config.model.options,
+    )  # fmt: skip
+    load_state_checked(network, weights, source=f"{what} {path!r}")
+    return network.eval()
+
+
+def run_context(config: RunConfig, dm: SoftLabelDataModule, shape: tuple[int, int, int]) -> RunContext:
+    """What the method's run hooks get: the data, its shape, the config values, checkpoint readers.
+
+    Args:
+        config: the run.
+        dm: its DataModule.
+        shape: ``(num_classes, spatial_dims, in_channels)`` of the data (``task.data_shape`` of :func:`build_run`).
+
+    Example:
+        >>> cfg = config_from_dict({"task": "classification", "model": {"name": "small_cnn"}, "seed": 3,
+        ...     "data": {"source": "synthetic_classification", "options": {"num_items": [8, 4, 4]}}})
+        >>> dm, task = build_run(cfg)
+        >>> context = run_context(cfg, dm, (8, 0, 3))
+        >>> context.seed, context.shape, context.data["source"], context.teacher_checkpoint
+        (3, (8, 0, 3), 'synthetic_classification', None)
+    """
+    return RunContext(
+        dm, num_classes=shape[0], spatial_dims=shape[1], in_channels=shape[2], seed=config.seed,
+        output_dir=Path(config.output_dir), load_checkpoint=load_checkpoint,
+        load_network=lambda path, what: _network_from_checkpoint(config, shape, path, what),
+        teacher_checkpoint=config.method.teacher_checkpoint, data=dict(vars(config.data)),
+        trainer=dict(vars(config.trainer)),
+    )  # fmt: skip
 
 
 def build_run(config: RunConfig) -> tuple[SoftLabelDataModule, SoftLabelTask]:
@@ -93,8 +119,7 @@ def build_run(config: RunConfig) -> tuple[SoftLabelDataModule, SoftLabelTask]:
         weights=config.model.weights, **config.model.options,
     )  # fmt: skip
     method = create_method(config.method.name, num_classes, task=config.task, **config.method.options)
-    if config.method.teacher_checkpoint:
-        method.prepare(teacher=_teacher(config, num_classes, max(dims, 2), channels))
+    method.setup_run(run_context(config, dm, (num_classes, dims, channels)))  # loads what the config names (a teacher)
     evaluation = config.evaluation
     task_class = SegmentationTask if config.task == "segmentation" else ClassificationTask
     options: dict[str, Any] = {
@@ -187,12 +212,13 @@ def _write_text(path: Path, text: str) -> None:
 
 
 def check_run(config: RunConfig, dm: SoftLabelDataModule, task: SoftLabelTask) -> None:
-    """Check what only the first training step would find: the method's data keys, its teacher, the optimiser.
+    """Check what only the first training step would find: the method's data keys and readiness, the optimiser.
 
     Run before anything is written, so a config error never leaves a run folder behind.
 
     Raises:
-        ValueError: a key the method reads is not in the data's samples, a method that needs a teacher has none,
+        ValueError: a key the method reads is neither in the data's samples nor added by its ``prepare_run`` hook,
+            the method lacks something no run hook supplies (a teacher without ``method.teacher_checkpoint``),
             or the optimiser / scheduler options are invalid (the option is named).
 
     Example:
@@ -206,17 +232,16 @@ def check_run(config: RunConfig, dm: SoftLabelDataModule, task: SoftLabelTask) -
         ValueError: `optimizer.lr` of the run config must be a number > 0; got -1.
     """
     sample = dm.train_set[0]  # type: ignore[index]
-    missing = [k for k in task.method.requires if k not in sample and k != VLS_KEY]
+    method = task.method
+    missing = method.missing_keys(sample)  # what neither the data nor the method's prepare_run hook supplies
     if missing:
         raise ValueError(
-            f"method {task.method.name!r} needs the data key(s) {missing}; data source {config.data.source!r} "
+            f"method {method.name!r} needs the data key(s) {missing}; data source {config.data.source!r} "
             f"gives {sorted(map(str, sample))}."
         )
-    if not task.method.is_ready and task.method.name != "vls":
-        raise ValueError(
-            f"method {task.method.name!r} needs a trained teacher: set `method.teacher_checkpoint` to a checkpoint "
-            "of `softlabels train`."
-        )
+    lacking = method.missing_before_training()
+    if lacking:
+        raise ValueError(f"method {method.name!r} {lacking}")
     build_optimizer(task.model.parameters(), config.optimizer, config.scheduler, config.trainer.max_epochs)
 
 
@@ -323,10 +348,8 @@ def train(
             _replace_earlier_run(out)
         out.mkdir(parents=True, exist_ok=True)
         _write_text(out / "config.yaml", yaml.safe_dump(config_to_dict(config), sort_keys=False))
-    if config.method.name == "vls":  # stage 1 and the cached soft labels before stage 2 (docs/methods.md, VLS)
-        from softlabels.training.vls import prepare_vls
-
-        prepare_vls(config, dm, task.method, _data_shape(dm))
+    shape = (task.data_shape["num_classes"], task.data_shape["spatial_dims"], task.data_shape["in_channels"])
+    task.method.prepare_run(run_context(config, dm, shape))  # trains or loads what must exist first (a generator)
     trainer.fit(task, datamodule=dm, ckpt_path=str(start[0]) if start is not None else None)
     results = trainer.validate(task, datamodule=dm, verbose=False)
     metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}

@@ -1,18 +1,20 @@
-"""Variational label smoothing in a configured run: stage 1 (the generator), the soft-label cache, the data overlay.
+"""Variational label smoothing, stage 1: the generator trained with Lightning, the soft-label cache, the data overlay.
 
-``softlabels train`` with ``method.name: vls`` calls :func:`prepare_vls` before stage 2:
+The ``vls`` method's :meth:`~softlabels.methods.vls.VLSMethod.prepare_run` hook calls :func:`cache_soft_labels`
+before stage 2:
 
-1. **generator**: ``method.options.generator_checkpoint`` if given, else ``<output_dir>/vls/generator-<hash>.ckpt``
+1. **generator**: the method's ``generator_checkpoint`` if given, else ``<output_dir>/vls/generator-<hash>.ckpt``
    trained here with Lightning on the run's training split (the hash covers the data, the seed and the generator
    options, so a changed config trains a new one and an unchanged one is reused);
 2. **soft labels** of every training case, ``(1 − α)·onehot(y) + α·mean_m softmax(v/τ)``, cached one file per case in
    ``<output_dir>/vls/soft_labels/<generator hash>-m<m>-tau<τ>-alpha<α>[-raters]/`` (``complete.json`` written last),
    keyed by the generator checkpoint's content and (m, τ, α): a second run reuses them;
-3. the training split is overlaid with the key ``vls_soft_label`` that the ``vls`` method trains on (KL, optionally +
-   soft-correct Dice).
+3. the training split is overlaid with the key (``vls_soft_label``) that the ``vls`` method trains on (KL, optionally
+   + soft-correct Dice).
 
 Spatial training transforms (random crops) would misalign cached labels and are refused. Under DDP every process runs
-stage 1 with the same seed and writes the same files atomically.
+stage 1 with the same seed and writes the same files atomically. Checkpoints are read with the run's reader
+(``RunContext.load_checkpoint``: weights only, CRC-checked).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +32,11 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from softlabels._io import atomic_write
-from softlabels._method_targets import hard_labels
-from softlabels.methods import VLS_KEY, Method
+from softlabels.methods.base import RunContext
+from softlabels.methods.targets import hard_labels
 from softlabels.targets.vls import VLSGenerator, vls_loss, vls_soft_labels
-from softlabels.training.checkpoint_io import load_checkpoint
-from softlabels.training.config import RunConfig
 
-__all__ = ["GENERATOR_DEFAULTS", "VLSGeneratorTask", "VLSOverlay", "load_generator", "prepare_vls"]
+__all__ = ["GENERATOR_DEFAULTS", "VLSGeneratorTask", "VLSOverlay", "cache_soft_labels", "load_generator"]
 
 GENERATOR_DEFAULTS: dict[str, Any] = {
     "channels": [16, 32, 64], "features": 16, "latent_dim": 3, "max_epochs": 20, "lr": 1e-3,
@@ -80,19 +80,19 @@ class VLSGeneratorTask(L.LightningModule):
 
 
 class VLSOverlay(Dataset):
-    """A dataset whose samples get ``vls_soft_label`` read from the per-case cache files (one case in memory).
+    """A dataset whose samples get ``key`` read from the per-case cache files (one case in memory).
 
     Example:
         >>> import tempfile
         >>> with tempfile.TemporaryDirectory() as tmp:
         ...     torch.save(torch.ones(2, 4, 4) / 2, f"{tmp}/000000.pt")
-        ...     sample = VLSOverlay([{"label": torch.zeros(1, 4, 4)}], Path(tmp))[0]
+        ...     sample = VLSOverlay([{"label": torch.zeros(1, 4, 4)}], Path(tmp), "vls_soft_label")[0]
         >>> sorted(sample), float(sample["vls_soft_label"].sum())
         (['label', 'vls_soft_label'], 16.0)
     """
 
-    def __init__(self, base: Any, folder: Path) -> None:
-        self.base, self.folder = base, Path(folder)
+    def __init__(self, base: Any, folder: Path, key: str) -> None:
+        self.base, self.folder, self.key = base, Path(folder), key
         self.info = dict(getattr(base, "info", {}))
 
     def __len__(self) -> int:
@@ -100,7 +100,7 @@ class VLSOverlay(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         soft = torch.load(self.folder / f"{index:06d}.pt", weights_only=True)
-        return {**self.base[index], VLS_KEY: soft}
+        return {**self.base[index], self.key: soft}
 
 
 def _digest(values: Any) -> str:
@@ -113,14 +113,15 @@ def _save(path: Path, payload: Any) -> None:
     atomic_write(path, lambda handle: handle.write(buffer.getvalue()))
 
 
-def _train_generator(config: RunConfig, dm: Any, options: Mapping[str, Any], shape: tuple[int, int, int]) -> Path:
+def _train_generator(context: RunContext, options: Mapping[str, Any]) -> Path:
     """Train stage 1 on the training split (or reuse the checkpoint of the same data, seed and options)."""
+    shape = context.shape
     num_classes, dims, channels = shape
-    key = _digest({"data": vars(config.data), "seed": config.seed, "generator": dict(options), "shape": shape})
-    path = Path(config.output_dir) / "vls" / f"generator-{key}.ckpt"
+    key = _digest({"data": dict(context.data), "seed": context.seed, "generator": dict(options), "shape": shape})
+    path = Path(context.output_dir) / "vls" / f"generator-{key}.ckpt"
     if path.is_file():
         return path
-    L.seed_everything(config.seed, workers=True, verbose=False)
+    L.seed_everything(context.seed, workers=True, verbose=False)
     build = {
         "channels": list(options["channels"]),
         "features": int(options["features"]),
@@ -129,11 +130,11 @@ def _train_generator(config: RunConfig, dm: Any, options: Mapping[str, Any], sha
     generator = VLSGenerator(channels, num_classes, spatial_dims=dims, **build)  # type: ignore[arg-type]
     task = VLSGeneratorTask(generator, lr=float(options["lr"]), weights=tuple(options["weights"]))
     trainer = L.Trainer(
-        max_epochs=int(options["max_epochs"]), accelerator=config.trainer.accelerator, devices=1, logger=False,
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        deterministic=config.trainer.deterministic,
+        max_epochs=int(options["max_epochs"]), accelerator=context.trainer.get("accelerator", "auto"), devices=1,
+        logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        deterministic=context.trainer.get("deterministic", False),
     )  # fmt: skip
-    trainer.fit(task, train_dataloaders=dm.train_dataloader())
+    trainer.fit(task, train_dataloaders=context.datamodule.train_dataloader())
     path.parent.mkdir(parents=True, exist_ok=True)
     _save(
         path,
@@ -145,18 +146,20 @@ def _train_generator(config: RunConfig, dm: Any, options: Mapping[str, Any], sha
     return path
 
 
-def load_generator(path: str | Path) -> VLSGenerator:
-    """A generator from a stage-1 checkpoint (read with ``weights_only=True``).
+def load_generator(path: str | Path, read: Callable[[str], Mapping[str, Any]]) -> VLSGenerator:
+    """A generator from a stage-1 checkpoint, read with ``read`` (the run's ``load_checkpoint``).
 
     Raises:
-        ValueError: the file is not a VLS generator checkpoint (or is corrupt).
+        ValueError: the file is not a VLS generator checkpoint (or ``read`` refuses it).
 
     Example:
-        >>> load_generator.__name__
-        'load_generator'
+        >>> load_generator("x.ckpt", lambda path: {"x": 1})
+        Traceback (most recent call last):
+            ...
+        ValueError: 'x.ckpt' is not a VLS generator checkpoint (no 'generator'/'build' entries).
     """
-    state = load_checkpoint(str(path))
-    if not isinstance(state, dict) or "generator" not in state or "build" not in state:
+    state = read(str(path))
+    if not isinstance(state, Mapping) or "generator" not in state or "build" not in state:
         raise ValueError(f"{str(path)!r} is not a VLS generator checkpoint (no 'generator'/'build' entries).")
     build = dict(state["build"])
     generator = VLSGenerator(build.pop("in_channels"), build.pop("num_classes"), **build)
@@ -183,56 +186,74 @@ def _write_cache(generator: VLSGenerator, dm: Any, folder: Path, params: Mapping
     atomic_write(folder / "complete.json", lambda handle: handle.write(text.encode()))
 
 
-def prepare_vls(config: RunConfig, dm: Any, method: Method, shape: tuple[int, int, int]) -> Path:
-    """Stage 1 (or a given generator), the cached soft labels, the overlay of ``dm.train_set``; return the cache.
-
-    Args:
-        config: the run (``method.options`` holds m, tau, alpha, condition_on_raters, generator_checkpoint,
-            generator).
-        dm: the run's DataModule (its ``train_set`` is replaced by a :class:`VLSOverlay`).
-        method: the run's ``vls`` method (marked ready).
-        shape: ``(num_classes, spatial_dims, in_channels)`` of the data.
-
-    Raises:
-        ValueError: spatial training transforms, or a generator checkpoint of other data (class count).
-
-    Example:
-        >>> import tempfile
-        >>> from softlabels.training.config import config_from_dict
-        >>> from softlabels.training.run import build_run
-        >>> tmp = tempfile.TemporaryDirectory()
-        >>> config = config_from_dict({"output_dir": tmp.name, "method": {"name": "vls", "options": {"m": 2,
-        ...     "generator": {"max_epochs": 1, "channels": [4, 8], "features": 4}}},
-        ...     "data": {"options": {"shape": [16, 16], "num_cases": [4, 2, 2]}}})
-        >>> dm, task = build_run(config)
-        >>> folder = prepare_vls(config, dm, task.method, (2, 2, 1))
-        >>> tuple(dm.train_set[0]["vls_soft_label"].shape), task.method.is_ready
-        ((2, 16, 16), True)
-        >>> tmp.cleanup()
-    """
-    if config.data.train_transforms:
-        raise ValueError(
-            "method 'vls' caches one soft label per training case; data.train_transforms would misalign them."
-        )
-    params = dict(method.params)
-    options = {**GENERATOR_DEFAULTS, **dict(config.method.options.get("generator") or {})}
+def _generator_options(given: Mapping[str, Any] | None) -> dict[str, Any]:
+    """:data:`GENERATOR_DEFAULTS` updated by the method's ``generator`` options; an unknown key is refused."""
+    options = {**GENERATOR_DEFAULTS, **dict(given or {})}
     unknown = sorted(set(options) - set(GENERATOR_DEFAULTS))
     if unknown:
         raise ValueError(
             f"unknown key(s) {unknown} in method.options.generator of 'vls'; valid: {sorted(GENERATOR_DEFAULTS)}."
         )
-    given = config.method.options.get("generator_checkpoint")
-    checkpoint = Path(given) if given else _train_generator(config, dm, options, shape)
-    generator = load_generator(checkpoint)
-    if generator.num_classes != shape[0]:
-        raise ValueError(f"generator {str(checkpoint)!r} has {generator.num_classes} classes; the data has {shape[0]}.")
+    return options
+
+
+def cache_soft_labels(
+    context: RunContext,
+    params: Mapping[str, Any],
+    *,
+    key: str,
+    generator: Mapping[str, Any] | None = None,
+    generator_checkpoint: str | None = None,
+) -> Path:
+    """Stage 1 (or a given generator), the cached soft labels, the overlay of the training split; return the cache.
+
+    Args:
+        context: the run (its datamodule's ``train_set`` is replaced by a :class:`VLSOverlay`).
+        params: ``m``, ``tau``, ``alpha`` and ``condition_on_raters`` of the method.
+        key: the batch key the overlay adds.
+        generator: stage-1 options overriding :data:`GENERATOR_DEFAULTS`.
+        generator_checkpoint: a stage-1 checkpoint to use instead of training one.
+
+    Raises:
+        ValueError: spatial training transforms, an unknown generator option, or a generator checkpoint of other
+            data (class count).
+
+    Example:
+        >>> import tempfile
+        >>> from types import SimpleNamespace
+        >>> image, label = torch.zeros(1, 8, 8), torch.zeros(1, 8, 8, dtype=torch.long)
+        >>> label[:, 2:6, 2:6] = 1
+        >>> cases = [{"image": image + label, "label": label}] * 2
+        >>> dm = SimpleNamespace(train_set=cases, eval_batch_size=2,
+        ...                      train_dataloader=lambda: DataLoader(cases, batch_size=2))
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> context = RunContext(dm, num_classes=2, spatial_dims=2, in_channels=1, seed=0, output_dir=Path(tmp.name),
+        ...     load_checkpoint=lambda path: torch.load(path, weights_only=True), load_network=None,
+        ...     trainer={"accelerator": "cpu"})
+        >>> params = {"m": 2, "tau": 1.0, "alpha": 0.3, "condition_on_raters": False}
+        >>> folder = cache_soft_labels(context, params, key="soft", generator={"max_epochs": 1, "channels": [4, 8],
+        ...     "features": 4})
+        >>> folder.parent.name, tuple(dm.train_set[0]["soft"].shape)
+        ('soft_labels', (2, 8, 8))
+        >>> tmp.cleanup()
+    """
+    if context.data.get("train_transforms"):
+        raise ValueError(
+            "method 'vls' caches one soft label per training case; data.train_transforms would misalign them."
+        )
+    options = _generator_options(generator)
+    checkpoint = Path(generator_checkpoint) if generator_checkpoint else _train_generator(context, options)
+    model = load_generator(checkpoint, context.load_checkpoint)
+    if model.num_classes != context.num_classes:
+        raise ValueError(
+            f"generator {str(checkpoint)!r} has {model.num_classes} classes; the data has {context.num_classes}."
+        )
     content = hashlib.sha256(checkpoint.read_bytes()).hexdigest()[:12]
     name = f"{content}-m{params['m']}-tau{params['tau']:g}-alpha{params['alpha']:g}"
     folder = (
-        Path(config.output_dir) / "vls" / "soft_labels" / (name + ("-raters" if params["condition_on_raters"] else ""))
+        Path(context.output_dir) / "vls" / "soft_labels" / (name + ("-raters" if params["condition_on_raters"] else ""))
     )
     if not (folder / "complete.json").is_file():
-        _write_cache(generator, dm, folder, params, config.seed)
-    dm.train_set = VLSOverlay(dm.train_set, folder)
-    method.prepare(soft_labels=str(folder))
+        _write_cache(model, context.datamodule, folder, params, context.seed)
+    context.datamodule.train_set = VLSOverlay(context.datamodule.train_set, folder, key)
     return folder
