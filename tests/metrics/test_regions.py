@@ -7,6 +7,8 @@ import itertools
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from softlabels.metrics.functional.regions import boundary_band, foreground_mask
 
@@ -59,3 +61,21 @@ def test_bad_arguments():
         boundary_band(labels, spacing=(1.0, 1.0, 1.0))
     with pytest.raises(ValueError, match=r"soft target"):
         foreground_mask(torch.zeros(4, 4))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.integers(1, 10), min_size=2, max_size=3),
+    st.lists(st.tuples(st.integers(0, 9), st.integers(0, 9), st.integers(0, 9), st.integers(0, 3)), max_size=3),
+    st.floats(0.3, 3.5),
+    st.booleans(),
+)
+def test_band_of_small_structures_in_a_large_volume_matches_brute_force(shape, blobs, width, anisotropic):
+    """The transforms run on the crop around the label changes: same band as the whole-volume definition."""
+    labels = np.zeros(shape, dtype=np.int64)
+    for *centre, label in blobs:  # boxes of radius 1, touching the border or not
+        box = tuple(slice(max(c % s - 1, 0), c % s + 2) for c, s in zip(centre, shape, strict=False))
+        labels[box] = label
+    spacing = [0.5 + 0.7 * k for k in range(len(shape))] if anisotropic else None
+    band = boundary_band(torch.from_numpy(labels)[None], width=width, spacing=spacing)[0].numpy()
+    np.testing.assert_array_equal(band, brute_band(labels, width, spacing))

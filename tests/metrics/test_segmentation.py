@@ -192,7 +192,7 @@ def test_overlap_empty_structure_convention_and_counters():
             got = fn(probs, target, empty=empty)
             np.testing.assert_allclose(got.numpy(), overlap_ref(probs.numpy(), target.numpy(), kind=kind, empty=empty))
             both = 1.0 if empty == "one" else math.nan
-            np.testing.assert_array_equal(got[0].numpy(), [both, 0.0, 0.0])  # methods.md §5.4
+            np.testing.assert_array_equal(got[0].numpy(), [both, 0.0, 0.0])  # docs/metrics.md, empty structures
             metric = cls(4, empty=empty)
             metric.update(probs, target)
             counts = metric.compute_counts()

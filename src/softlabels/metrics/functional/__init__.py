@@ -2,6 +2,7 @@
 
 from softlabels.metrics.functional.adaptive_calibration import BoundedValue, adaptive_calibration_error
 from softlabels.metrics.functional.calibration import ReliabilityDiagram, calibration_error, reliability_diagram
+from softlabels.metrics.functional.calibration_pass import CalibrationPass, calibration_pass
 from softlabels.metrics.functional.classification import embedding_compactness, top_k_accuracy
 from softlabels.metrics.functional.multirater import (
     LeaveOneRaterOut,
@@ -22,6 +23,7 @@ from softlabels.metrics.functional.segmentation import (
 
 __all__ = [
     "BoundedValue",
+    "CalibrationPass",
     "LeaveOneRaterOut",
     "ReliabilityDiagram",
     "adaptive_calibration_error",
@@ -29,6 +31,7 @@ __all__ = [
     "boundary_band",
     "brier_score",
     "calibration_error",
+    "calibration_pass",
     "dice_per_threshold",
     "dice_score",
     "embedding_compactness",
