@@ -5,7 +5,7 @@ benchmark's synthetic segmentation training split; every (m, τ, α) then genera
 stage 2 (the benchmark's UNet and schedule). The choice uses the **validation split only**: lowest mean validation
 NLL against p* over the seeds (a proper score: it rewards calibration and accuracy together), ECE as tie-break.
 The test split is not looked at here. Writes ``benchmarks/results/vls_sweep.{json,md}``; the registry defaults of
-``vls`` are set from ``chosen`` (``tests/test_methods.py`` checks that they agree).
+``vls`` are set from ``chosen`` (``tests/methods/test_registry.py`` checks that they agree).
 
     python benchmarks/vls_sweep.py                # 27 settings × 3 seeds, about 10 min on 2 cores
     python benchmarks/vls_sweep.py --seeds 0      # one seed

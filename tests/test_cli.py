@@ -42,9 +42,9 @@ def load_example(reference: str):
 def direct_summary(reference: str) -> dict:
     """The dataset values computed by running the metrics directly on the example."""
     metrics = {
-        "ece_top_label": CalibrationError(3),
+        "ece": CalibrationError(3),
         "ece_classwise": CalibrationError(3, mode="classwise"),
-        "mce_top_label": CalibrationError(3, norm="max"),
+        "mce": CalibrationError(3, norm="max"),
         "ece_foreground": CalibrationError(3),
         "ece_boundary": CalibrationError(3),
         "brier": BrierScore(3),
@@ -60,10 +60,12 @@ def direct_summary(reference: str) -> dict:
         hd95.update(probs, hard, spacing=spacing)
         td.update(probs, target)
     out = {name: float(m.compute()) for name, m in metrics.items()}
-    out["dice"] = dict(zip(["1", "2"], dice.compute().tolist(), strict=True))
-    out["hd95"] = dict(zip(["1", "2"], hd95.compute().tolist(), strict=True))
+    out["per_class"] = {
+        "dice": dict(zip(["1", "2"], dice.compute().tolist(), strict=True)),
+        "hd95": dict(zip(["1", "2"], hd95.compute().tolist(), strict=True)),
+    }
     if reference != "labels":
-        out["thresholded_dice"] = dict(zip(["1", "2"], td.compute().tolist(), strict=True))
+        out["per_class"]["thresholded_dice"] = dict(zip(["1", "2"], td.compute().tolist(), strict=True))
     return out
 
 
@@ -77,14 +79,17 @@ def test_score_example_end_to_end(tmp_path, capsys, reference):
     assert names == ["metrics.json", "reliability.png", "report.md"]
     doc = json.loads((tmp_path / "out" / "metrics.json").read_text())
     expected = direct_summary(reference)
+    for name, per_class in expected.pop("per_class").items():
+        for k, value in per_class.items():
+            assert doc["per_class"][name][k] == pytest.approx(value, rel=1e-9, abs=1e-12), name
     for name, value in expected.items():
         assert doc["summary"][name] == pytest.approx(value, rel=1e-9, abs=1e-12), name
     per_case = CalibrationError(3, per_case=True)
     for probs, target, _ in load_example(reference):
         per_case.update(probs, target)
     values = per_case.compute()
-    assert [r["ece_top_label"] for r in doc["cases"]] == pytest.approx(values["per_case"].tolist(), rel=1e-9)
-    assert doc["summary"]["ece_top_label_case_mean"] == pytest.approx(float(values["per_case"].mean()), rel=1e-9)
+    assert [r["ece"] for r in doc["cases"]] == pytest.approx(values["per_case"].tolist(), rel=1e-9)
+    assert doc["summary"]["ece_case_mean"] == pytest.approx(float(values["per_case"].mean()), rel=1e-9)
     prov = doc["provenance"]
     assert prov["n_cases"] == 4 and prov["n_bins"] == 15 and prov["reference"] == reference
     assert prov["inputs"]["example"] is True

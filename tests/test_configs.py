@@ -102,8 +102,8 @@ def test_small_config_trains_evaluates_and_predicts_through_the_cli(path, tmp_pa
     if config["task"] == "classification":  # pooled metrics (per-case rows are predict's CSV)
         assert 0 <= summary["top1"] <= summary["top5"] <= 1 and 0 <= summary["ece"] <= 1
     else:
-        assert doc["cases"] and 0 <= summary["ece_top_label"] <= 1
-        assert all(0 <= v <= 1 for v in summary["dice"].values())
+        assert doc["cases"] and 0 <= summary["ece"] <= 1
+        assert all(0 <= v <= 1 for v in doc["per_class"]["dice"].values()) and 0 <= summary["dice"] <= 1
     assert summary["nll"] >= 0 and 0 <= summary["brier"] <= 2
     assert (tmp_path / "eval" / "reliability.png").stat().st_size > 1000
 

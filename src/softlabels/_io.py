@@ -13,19 +13,21 @@ nothing is written.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 __all__ = [
     "atomic_write",
     "atomic_write_bytes",
     "check_output_file",
     "check_output_folder",
+    "json_safe",
     "remove_orphan_temporaries",
     "staged_folder",
 ]
@@ -233,3 +235,19 @@ def staged_folder(out: Path | str) -> Iterator[Path]:
     os.replace(stage, out)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def json_safe(x: Any) -> Any:
+    """Replace NaN/inf floats by ``None`` recursively (strict JSON has no NaN).
+
+    Example:
+        >>> json_safe({"a": [1.0, float("nan")], "b": float("inf")})
+        {'a': [1.0, None], 'b': None}
+    """
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, Mapping):
+        return {k: json_safe(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [json_safe(v) for v in x]
+    return x

@@ -145,7 +145,7 @@ def _run_score(args: argparse.Namespace) -> int:
     paths = write_report(result, args.output, sources=sources)
     summary = result.summary
     print(
-        f"scored {len(result.cases)} case(s): ECE {summary['ece_top_label']:.4f}, "
+        f"scored {len(result.cases)} case(s): ECE {summary['ece']:.4f}, "
         f"Brier {summary['brier']:.4f}, NLL {summary['nll']:.4f}"
     )
     for path in paths.values():

@@ -7,8 +7,8 @@ import pytest
 
 from softlabels.bench.benchmark_report import write_benchmark_report
 from softlabels.bench.benchmark_run import run_folder
-from softlabels.bench.case_metrics import summarize_case_metrics
 from softlabels.bench.suites import plan_runs
+from softlabels.evaluation.evaluator import summarize
 from tests.bench import _browser
 
 
@@ -40,7 +40,7 @@ def test_report_numbers_are_the_results_files_numbers(tiny_bench):
                 for spec in specs:
                     with np.load(run_folder(root, spec) / "cases.npz") as data:
                         arrays = {k.split("/", 1)[1]: data[k] for k in data.files if k.startswith(f"{evaluation}/")}
-                    per_seed.append(summarize_case_metrics(arrays))
+                    per_seed.append(summarize(arrays))
                 for key, (mean, _std) in table[evaluation][cell.label].items():
                     values = [p[key] for p in per_seed if key in p and math.isfinite(p[key])]
                     if values:
@@ -57,7 +57,8 @@ def test_findings_mention_the_claims_and_the_floor(tiny_bench):
     seg = report["suites"]["tiny_seg"]
     text = " ".join(seg["findings"])
     assert "SVLS" in text and any(v in text for v in ("reproduced", "not reproduced", "reversed"))
-    assert "Floor" in text and seg["floor"]["ece"][0] == pytest.approx(0.0, abs=1e-12)
+    floor_ece = seg["floor"]["ece"][0]  # p* against the observed rater mean: small, not 0
+    assert "Floor" in text and 0 <= floor_ece < 0.1 and f"ECE {floor_ece:.4f}" in text
 
 
 def test_html_report_opens_in_a_headless_browser_with_every_figure(tiny_bench):

@@ -97,8 +97,8 @@ def _hist(rng, n_seeds, n_cases, n_bins=5):
 
 
 def test_pooled_bootstrap_of_identical_methods_is_zero_and_not_significant():
-    from softlabels.bench.case_metrics import ece_from_histogram
     from softlabels.bench.statistics import paired_bootstrap_pooled
+    from softlabels.evaluation.evaluator import ece_from_histogram
 
     h = _hist(np.random.default_rng(0), 3, 12)
     result = paired_bootstrap_pooled(h, h.copy(), ece_from_histogram, n_resamples=300)
@@ -106,8 +106,8 @@ def test_pooled_bootstrap_of_identical_methods_is_zero_and_not_significant():
 
 
 def test_pooled_bootstrap_matches_brute_force_resampling_of_the_pooled_ece():
-    from softlabels.bench.case_metrics import ece_from_histogram
     from softlabels.bench.statistics import paired_bootstrap_pooled
+    from softlabels.evaluation.evaluator import ece_from_histogram
 
     rng = np.random.default_rng(3)
     a, b = _hist(rng, 2, 9), _hist(rng, 2, 9)

@@ -143,7 +143,7 @@ def test_soft_voxel_counts_match_the_raw_files(volumes, raw):
     for channel, key in ((1, "gm"), (2, "wm")):
         expected = int(((raw[key] > 0.02) & (raw[key] < 0.98)).sum())
         assert int(((target[channel] > 0.02) & (target[channel] < 0.98)).sum()) == expected
-        assert expected > 1_000_000  # data-sources.md: GM 1.77 M, WM 1.23 M soft voxels
+        assert expected > 1_000_000  # docs/data/mni152.md: GM 1.77 M, WM 1.23 M soft voxels
 
 
 def test_the_template_is_exactly_left_right_symmetric(volumes):

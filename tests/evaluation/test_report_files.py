@@ -36,13 +36,14 @@ def small_result() -> ScoreResult:
         "top_label": reliability_diagram(probs, target, n_bins=5),
         "classwise": reliability_diagram(probs, target, n_bins=5, mode="classwise"),
     }
-    summary = {"ece_top_label": 0.125, "ece_foreground": math.nan, "brier": 0.5, "dice": {"1": 0.75, "2": math.nan}}
+    summary = {"ece": 0.125, "ece_foreground": math.nan, "brier": 0.5, "dice": 0.75}
     cases = [
-        {"case": "a", "ece_top_label": 0.1, "ece_foreground": math.nan, "dice": {"1": 0.5, "2": math.nan}},
-        {"case": "b", "ece_top_label": 0.15, "ece_foreground": 0.2, "dice": {"1": 1.0, "2": 0.25}},
+        {"case": "a", "ece": 0.1, "ece_foreground": math.nan, "dice": 0.5,
+         "per_class": {"dice": {"1": 0.5, "2": math.nan}}},
+        {"case": "b", "ece": 0.15, "ece_foreground": 0.2, "dice": 0.625, "per_class": {"dice": {"1": 1.0, "2": 0.25}}},
     ]
     settings = {"reference": "labels", "num_classes": 3, "n_bins": 5, "classes": ["1", "2"]}
-    return ScoreResult(summary, cases, diagrams, settings)
+    return ScoreResult(summary, cases, diagrams, settings, {"dice": {"1": 0.75, "2": math.nan}})
 
 
 def test_atomic_write_replaces_in_one_step(tmp_path):
@@ -91,15 +92,16 @@ def test_report_document_is_strict_json_with_provenance():
     assert prov["softlabels_version"] == softlabels.__version__
     assert prov["n_cases"] == 2 and prov["n_bins"] == 5 and prov["inputs"] == {"probs": "p/", "labels": "l/"}
     assert prov["created"].endswith("+00:00")
-    assert back["summary"]["ece_foreground"] is None and back["summary"]["dice"] == {"1": 0.75, "2": None}
+    assert back["summary"]["ece_foreground"] is None and back["summary"]["dice"] == 0.75
+    assert back["per_class"]["dice"] == {"1": 0.75, "2": None}
     assert back["cases"][0]["ece_foreground"] is None and back["cases"][1]["ece_foreground"] == 0.2
 
 
 def test_markdown_tables():
     text = render_markdown(report_document(small_result()), image="reliability.png")
     lines = text.splitlines()
-    assert "| ECE, top-label (pooled over all voxels) | 0.1250 |" in lines
-    assert "| ECE, top-label, reference foreground voxels | – |" in lines
+    assert "| ECE, top-label (pooled) | `ece` | 0.1250 |" in lines
+    assert "| ECE, top-label, reference foreground | `ece_foreground` | – |" in lines
     assert "| 1 | 0.7500 |" in lines and "| 2 | – |" in lines
     header = next(line for line in lines if line.startswith("| case |"))
     assert header.split(" | ")[-2:] == ["Dice 1", "Dice 2 |"]

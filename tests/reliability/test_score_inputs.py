@@ -111,13 +111,13 @@ def test_perfect_prediction_against_reoriented_label_scores_perfectly(tmp_path, 
     pairs = zip(world(affine(), labels.shape).reshape(-1, 3), labels.reshape(-1), strict=True)
     assert all(by_point[tuple(np.round(p, 6))] == v for p, v in pairs)
     result = score_folders(root / "probs", root / "labels", kind="labels", progress=False)
-    assert result.summary["dice"] == {"1": 1.0, "2": 1.0}
-    assert result.summary["ece_top_label"] == pytest.approx(0.0, abs=1e-12)
+    assert result.per_class["dice"] == {"1": 1.0, "2": 1.0}
+    assert result.summary["ece"] == pytest.approx(0.0, abs=1e-12)
     assert result.cases[0]["spacing"] == pytest.approx(list(ZOOMS))
     assert main(argv(root)) == 0
     doc = json.loads((root / "out" / "metrics.json").read_text())
-    assert doc["summary"]["dice"] == {"1": 1.0, "2": 1.0}
-    assert doc["summary"]["ece_top_label"] == pytest.approx(0.0, abs=1e-12)
+    assert doc["per_class"]["dice"] == {"1": 1.0, "2": 1.0}
+    assert doc["summary"]["ece"] == pytest.approx(0.0, abs=1e-12)
 
 
 def test_raters_stored_flipped_and_permuted_agree_with_the_prediction(tmp_path):
@@ -128,8 +128,8 @@ def test_raters_stored_flipped_and_permuted_agree_with_the_prediction(tmp_path):
     stored, matrix = permuted_zxy(labels, affine())
     save(stored, tmp_path / "raters" / "r2" / "a.nii.gz", matrix)
     result = score_folders(tmp_path / "probs", tmp_path / "raters", kind="raters", progress=False)
-    assert result.summary["dice"] == {"1": 1.0, "2": 1.0}
-    assert result.summary["ece_top_label"] == pytest.approx(0.0, abs=1e-12)
+    assert result.per_class["dice"] == {"1": 1.0, "2": 1.0}
+    assert result.summary["ece"] == pytest.approx(0.0, abs=1e-12)
     assert result.summary["brier"] == pytest.approx(0.0, abs=1e-12)
 
 
@@ -141,8 +141,8 @@ def test_2d_slice_stored_flipped_scores_perfectly(tmp_path):
     matrix[:3, 3] = affine()[:3, 3] + (labels.shape[1] - 1) * affine()[:3, 1]
     save(labels[:, ::-1].copy(), tmp_path / "labels" / "s.nii.gz", matrix)
     result = score_folders(tmp_path / "probs", tmp_path / "labels", kind="labels", progress=False)
-    assert result.summary["dice"] == {"1": 1.0, "2": 1.0}
-    assert result.summary["ece_top_label"] == pytest.approx(0.0, abs=1e-12)
+    assert result.per_class["dice"] == {"1": 1.0, "2": 1.0}
+    assert result.summary["ece"] == pytest.approx(0.0, abs=1e-12)
     assert result.cases[0]["spacing"] == pytest.approx(list(ZOOMS[:2]))
 
 
@@ -156,7 +156,7 @@ def test_hd95_uses_the_prediction_grid_spacing(tmp_path):
     save(stored, tmp_path / "labels" / "a.nii.gz", matrix)
     result = score_folders(tmp_path / "probs", tmp_path / "labels", kind="labels", progress=False)
     expected = float(np.linalg.norm((np.array(p) - np.array(q)) * np.array(zooms)))  # one voxel each: their distance
-    assert result.summary["hd95"]["1"] == pytest.approx(expected)
+    assert result.per_class["hd95"]["1"] == pytest.approx(expected)
     assert result.cases[0]["spacing"] == pytest.approx(list(zooms))
 
 

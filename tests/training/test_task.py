@@ -10,9 +10,10 @@ from torch.utils.data import DataLoader
 
 from softlabels.methods import create_method
 from softlabels.training.callbacks import MethodHooks
-from softlabels.training.evaluation import CLASSIFICATION_METRICS, SEGMENTATION_METRICS
 from softlabels.training.task import ClassificationTask, SegmentationTask, SoftLabelTask
 
+SEGMENTATION_METRICS = ("dice", "hd95", "ece", "ece_classwise", "ece_boundary", "brier", "nll", "thresholded_dice")
+CLASSIFICATION_METRICS = ("top1", "top5", "ece", "ece_classwise", "brier", "nll", "compactness")
 QUIET = {"accelerator": "cpu", "enable_progress_bar": False, "logger": False, "enable_checkpointing": False}
 QUIET |= {"enable_model_summary": False}
 
@@ -117,7 +118,7 @@ def test_segmentation_fit_logs_every_metric_per_epoch_and_keeps_the_temperature_
 def test_classification_metrics_include_compactness_from_the_pooled_embedding(pooled):
     net = TinyClassifier(4, pooled=pooled)
     task = ClassificationTask(net, create_method("ls", 4), num_classes=4)
-    assert set(task.val_metrics.metrics) == set(CLASSIFICATION_METRICS)
+    assert set(CLASSIFICATION_METRICS) <= set(task.val_metrics.names)
     image = torch.randn(5, 3, 8, 8)
     features, logits = task.features_and_logits(image)
     assert features.shape == (5, 6)

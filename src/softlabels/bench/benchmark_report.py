@@ -22,11 +22,11 @@ from typing import Any
 
 import numpy as np
 
+from softlabels._io import atomic_write
 from softlabels.bench import figures
 from softlabels.bench.results import dice_curve, reliability_data
 from softlabels.bench.suite_sections import CALIBRATION_KEYS, SuiteSection, suite_section
 from softlabels.bench.suites import Suite
-from softlabels.evaluation.report_files import atomic_write
 
 __all__ = ["provenance", "render_html", "render_markdown", "section_figures", "write_benchmark_report"]
 

@@ -5,9 +5,10 @@ benchmark's evaluation settings). Its folder ``<root>/runs/<suite>/<label>/seed<
 
 * ``train/`` — the training run (``config.yaml``, ``checkpoints/last.ckpt``, CSV logs; epoch checkpoints are removed
   once the run is finished);
-* ``cases.npz`` — per-case arrays (:mod:`softlabels.bench.case_metrics`) of the evaluations ``raw`` (the trained
-  model), ``ts`` (after temperature scaling fitted on the validation split) and, where the data knows the true label
-  distribution, ``oracle`` (the true probabilities scored the same way: the floor), plus example maps;
+* ``cases.npz`` — per-case arrays (:class:`softlabels.evaluation.evaluator.Evaluator`) of the evaluations ``raw``
+  (the trained model), ``ts`` (after temperature scaling fitted on the validation split against the observed
+  reference) and, where the data knows the true label distribution, ``oracle`` (the true probabilities p* scored
+  as a prediction, against the same observed reference: the floor), plus example maps;
 * ``result.json`` — written last and atomically, so its presence marks a finished run: the spec, the hash, the
   temperature, the dataset values of every evaluation and the run time.
 
@@ -19,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import math
 import shutil
 import sys
 import time
@@ -33,12 +33,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from softlabels.bench.case_metrics import case_metrics, observed_reference, summarize_case_metrics
-from softlabels.evaluation.report_files import _no_nan, atomic_write
+from softlabels._io import atomic_write, json_safe
+from softlabels._memory import bound_heap_growth, release_freed_memory
+from softlabels.calibration import TemperatureScaler
+from softlabels.evaluation.evaluator import Evaluator, summarize
+from softlabels.evaluation.fitting import ObservedLogits, fit_scaler
+from softlabels.evaluation.references import References, batch_references
 
 __all__ = ["EVALUATION_VERSION", "RunSpec", "execute_run", "load_result", "run_folder"]
 
-EVALUATION_VERSION = 1
+EVALUATION_VERSION = 2
 """Bumped when the per-run evaluation changes, so cached results of an older evaluation are not reused.
 
 Example:
@@ -138,88 +142,87 @@ def _train(spec: RunSpec, folder: Path, prefix: str) -> Path:
 
 def _batches(task: Any, loader: Any) -> Iterator[tuple[Tensor, Tensor | None, Mapping[str, Any]]]:
     """``(logits, features or None, batch)`` over a loader, without gradients."""
-    with torch.no_grad():
-        for batch in loader:
+    for batch in loader:
+        with torch.no_grad():  # per batch: grad mode must not stay off in the consumer while it is suspended
             if task.spatial_dims == 0:
                 features, logits = task.features_and_logits(batch["image"])
             else:
                 features, logits = None, task.predict_logits(batch["image"])
-            yield logits.float(), features, batch
-
-
-class _ObservedStream:
-    """Re-iterable ``(logits, observed reference)`` over the validation split, one network pass per iteration.
-
-    The split's logits never sit in memory at once, so a 3D validation set streams like the metrics do.
-    """
-
-    def __init__(self, task: Any, loader: Any) -> None:
-        self.task, self.loader = task, loader
-
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        for logits, _, batch in _batches(self.task, self.loader):
-            yield logits, observed_reference(batch, self.task.num_classes, self.task.spatial_dims)
+        yield logits.float(), features, batch
 
 
 def _fit_temperature(task: Any, dm: Any) -> float:
     """Temperature fitted on the validation split against the observed reference (never ``true_probs``)."""
-    from softlabels.calibration import TemperatureScaler
-
-    scaler = TemperatureScaler()
-    scaler.fit(_ObservedStream(task, dm.val_dataloader()))
-    return float(scaler.temperature_)
+    stream = ObservedLogits(
+        lambda image: task.predict_logits(image, calibrated=False), dm.val_dataloader(),
+        num_classes=task.num_classes, spatial_dims=task.spatial_dims,
+    )  # fmt: skip
+    return float(fit_scaler(TemperatureScaler(), stream).temperature_)
 
 
 def _entropy(p: Tensor) -> Tensor:
     return -(p * p.clamp_min(1e-12).log()).sum(0)
 
 
-def _examples(batch: Mapping[str, Any], probs: Tensor, count: int) -> dict[str, np.ndarray]:
+def _examples(batch: Mapping[str, Any], refs: References, probs: Tensor, count: int) -> dict[str, np.ndarray]:
     """Maps of the first ``count`` cases: image, reference and predicted foreground, entropy, rater disagreement."""
-    from softlabels.training.evaluation import batch_references
-
     c = probs.shape[1]
-    hard, soft = batch_references(batch, c, probs.ndim - 2)
-    ref = soft if soft is not None else torch.nn.functional.one_hot(hard, c).movedim(-1, 1).float()
+    ref = refs.soft if refs.soft is not None else torch.nn.functional.one_hot(refs.hard, c).movedim(-1, 1).float()
     out = {
         "image": batch["image"][:count, 0].float().numpy(),
         "reference": (1.0 - ref[:count, 0]).float().numpy(),
         "prediction": (1.0 - probs[:count, 0]).float().numpy(),
         "entropy": torch.stack([_entropy(p) for p in probs[:count]]).float().numpy(),
     }
-    raters = batch.get("raters")
-    if isinstance(raters, Tensor):
-        votes = torch.nn.functional.one_hot(raters[:count].long(), c).float().mean(1).movedim(-1, 1)
+    if refs.raters is not None:
+        votes = torch.nn.functional.one_hot(refs.raters[:count].long(), c).float().mean(1).movedim(-1, 1)
         out["disagreement"] = torch.stack([_entropy(v) for v in votes]).numpy()
     return out
 
 
-def _evaluate(
-    task: Any, dm: Any, temperature: float, spec: RunSpec
-) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, np.ndarray], float]:
-    """Per-case arrays of ``raw``, ``ts`` (and ``oracle``) on the test split, example maps, compactness."""
-    options = {"task": "segmentation" if task.spatial_dims else "classification", "num_classes": task.num_classes}
-    options |= {"spatial_dims": task.spatial_dims, "n_bins": spec.n_bins, "boundary_width": spec.boundary_width}
-    evals: dict[str, list[tuple[Tensor, Mapping[str, Any]]]] = {"raw": [], "ts": [], "oracle": []}
-    examples: dict[str, np.ndarray] = {}
-    compact = None
-    if task.spatial_dims == 0 and getattr(task.model, "num_features", None):
-        from softlabels.metrics import EmbeddingCompactness
+def evaluate_split(
+    task: Any, loader: Any, temperature: float, *, n_bins: int = 15, boundary_width: float = 2.0
+) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, np.ndarray], dict[str, float]]:
+    """Per-case arrays of ``raw``, ``ts`` (and ``oracle``) on a split, in one streaming pass; example maps.
 
-        compact = EmbeddingCompactness(task.num_classes, num_features=int(task.model.num_features))
-    for logits, features, batch in _batches(task, dm.test_dataloader()):
-        probs = torch.softmax(logits, 1)
-        evals["raw"].append((probs, batch))
-        evals["ts"].append((torch.softmax(logits / temperature, 1), batch))
+    Each batch is run through the network once; its raw and temperature-scaled probabilities (and the data's p*,
+    when it has one) go through three :class:`~softlabels.evaluation.evaluator.Evaluator` against the batch's
+    observed reference, and only their per-case arrays (a few numbers and histograms per case) are kept, so peak
+    memory does not grow with the number of cases (``benchmarks/evaluation_memory.py``).
+
+    Returns:
+        ``(arrays, examples, pooled)``: per evaluation the concatenated per-case arrays, the example maps of the
+        first batch, and values kept only pooled (``compactness`` of the raw embeddings).
+    """
+    segmentation = task.spatial_dims > 0
+    features_size = None if segmentation else getattr(task.model, "num_features", None)
+    options: dict[str, Any] = {"spatial_dims": task.spatial_dims, "n_bins": n_bins, "boundary_width": boundary_width}
+    sizes = {"raw": features_size, "ts": None, "oracle": None}
+    evaluators = {
+        name: Evaluator(task.task, task.num_classes, curves=segmentation, num_features=size, **options)
+        for name, size in sizes.items()
+    }
+    parts: dict[str, dict[str, list[np.ndarray]]] = {name: {} for name in evaluators}
+    examples: dict[str, np.ndarray] = {}
+    bound_heap_growth()  # else glibc's heap grows with the number of cases (softlabels._memory)
+    for logits, features, batch in _batches(task, loader):
+        refs = batch_references(batch, task.num_classes, task.spatial_dims)
+        predictions = {"raw": torch.softmax(logits, 1), "ts": torch.softmax(logits / temperature, 1)}
         if isinstance(batch.get("true_probs"), Tensor):
-            evals["oracle"].append((batch["true_probs"].float(), batch))
-        if compact is not None and features is not None:
-            compact.update(features, batch["label"].long())
-        if task.spatial_dims and not examples:
-            examples = _examples(batch, probs, N_EXAMPLES)
-    arrays = {name: case_metrics(pairs, **options) for name, pairs in evals.items() if pairs}
-    compactness = float(compact.compute()) if compact is not None else math.nan
-    return arrays, examples, compactness
+            predictions["oracle"] = batch["true_probs"].float()
+        for name, probs in predictions.items():
+            case_arrays = evaluators[name].step(probs, refs, features=features if name == "raw" else None)
+            for key, value in case_arrays.items():
+                parts[name].setdefault(key, []).append(value)
+        if segmentation and not examples:
+            examples = _examples(batch, refs, predictions["raw"], N_EXAMPLES)
+        del logits, features, batch, predictions
+        release_freed_memory()  # the case's temporaries: without this glibc's heap grows with the number of cases
+    if not parts["raw"]:
+        raise ValueError("the split to evaluate is empty.")
+    arrays = {name: {k: np.concatenate(v, axis=0) for k, v in p.items()} for name, p in parts.items() if p}
+    pooled = {k: v for k, v in evaluators["raw"].compute().items() if k == "compactness"}
+    return arrays, examples, pooled
 
 
 def _npz_bytes(arrays: Mapping[str, Mapping[str, np.ndarray]], examples: Mapping[str, np.ndarray]) -> bytes:
@@ -277,19 +280,20 @@ def execute_run(spec: RunSpec, root: str | Path, *, prefix: str = "") -> dict[st
     trained = time.perf_counter()
     _, dm, task = load_run(last)
     temperature = _fit_temperature(task, dm)
-    arrays, examples, compactness = _evaluate(task, dm, temperature, spec)
+    arrays, examples, pooled = evaluate_split(
+        task, dm.test_dataloader(), temperature, n_bins=spec.n_bins, boundary_width=spec.boundary_width
+    )
     atomic_write(folder / "cases.npz", lambda handle: handle.write(_npz_bytes(arrays, examples)))
-    evaluations = {name: summarize_case_metrics(values) for name, values in arrays.items()}
-    if not math.isnan(compactness):
-        for name in ("raw", "ts"):
-            evaluations[name]["compactness"] = compactness
+    evaluations = {name: summarize(values) for name, values in arrays.items()}
+    for name in ("raw", "ts"):  # the embeddings do not depend on the temperature
+        evaluations[name] |= pooled
     result = {
         "run_id": spec.run_id, "hash": spec.hash, "suite": spec.suite, "label": spec.label, "seed": spec.seed,
         "config": dict(spec.config), "n_bins": spec.n_bins, "boundary_width": spec.boundary_width,
         "temperature": temperature, "evaluations": evaluations, "n_cases": len(arrays["raw"]["nll"]),
         "train_seconds": trained - start, "total_seconds": time.perf_counter() - start, "versions": _versions(),
     }  # fmt: skip
-    text = json.dumps(_no_nan(result), indent=1, sort_keys=True, default=str) + "\n"
+    text = json.dumps(json_safe(result), indent=1, sort_keys=True, default=str) + "\n"
     atomic_write(folder / "result.json", lambda handle: handle.write(text.encode()))
     for stale in (folder / "train" / "checkpoints").glob("epoch=*.ckpt"):
         stale.unlink()

@@ -23,9 +23,9 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+from softlabels._io import atomic_write
 from softlabels.bench.benchmark_run import RunSpec, execute_run, load_result
 from softlabels.bench.suites import Suite, get_benchmark, plan_runs
-from softlabels.evaluation.report_files import atomic_write
 
 __all__ = ["BenchmarkFailed", "pending_runs", "prepare_data", "run_benchmark", "run_one"]
 

@@ -17,25 +17,28 @@ from typing import Any
 import numpy as np
 
 from softlabels.bench.benchmark_run import load_result, run_folder
-from softlabels.bench.case_metrics import (
-    CURVE_THRESHOLDS,
-    HISTOGRAM_METRICS,
-    ece_from_histogram,
-    per_case_values,
-)
 from softlabels.bench.statistics import PairedComparison, mean_std, paired_bootstrap, paired_bootstrap_pooled
 from softlabels.bench.suites import Suite, plan_runs
+from softlabels.evaluation.evaluator import CURVE_THRESHOLDS, HISTOGRAMS, case_values, ece_from_histogram
 
-__all__ = ["METRICS", "CellRuns", "Metric", "compare_to_baseline", "load_suite", "metric_table", "reliability_data"]
+__all__ = [
+    "METRICS",
+    "CellRuns",
+    "ReportedMetric",
+    "compare_to_baseline",
+    "load_suite",
+    "metric_table",
+    "reliability_data",
+]
 
 
 @dataclass(frozen=True)
-class Metric:
+class ReportedMetric:
     """A report column: key, header, whether higher is better.
 
     Example:
         >>> METRICS["segmentation"][0]
-        Metric(key='dice', header='Dice', higher_is_better=True)
+        ReportedMetric(key='dice', header='Dice', higher_is_better=True)
     """
 
     key: str
@@ -43,17 +46,19 @@ class Metric:
     higher_is_better: bool
 
 
-METRICS: dict[str, tuple[Metric, ...]] = {
+METRICS: dict[str, tuple[ReportedMetric, ...]] = {
     "segmentation": (
-        Metric("dice", "Dice", True), Metric("hd95", "HD95", False), Metric("ece", "ECE", False),
-        Metric("ece_classwise", "cw-ECE", False), Metric("ece_boundary", "band ECE", False),
-        Metric("brier", "Brier", False), Metric("nll", "NLL", False), Metric("thresholded_dice", "QUBIQ Dice", True),
-        Metric("ged", "GED", False),
+        ReportedMetric("dice", "Dice", True), ReportedMetric("hd95", "HD95", False),
+        ReportedMetric("ece", "ECE", False), ReportedMetric("ece_classwise", "cw-ECE", False),
+        ReportedMetric("ece_boundary", "band ECE", False), ReportedMetric("brier", "Brier", False),
+        ReportedMetric("nll", "NLL", False), ReportedMetric("thresholded_dice", "QUBIQ Dice", True),
+        ReportedMetric("ged", "GED", False),
     ),
     "classification": (
-        Metric("top1", "Top-1", True), Metric("top5", "Top-5", True), Metric("ece", "ECE", False),
-        Metric("ece_classwise", "cw-ECE", False), Metric("brier", "Brier", False), Metric("nll", "NLL", False),
-        Metric("compactness", "compactness", False),
+        ReportedMetric("top1", "Top-1", True), ReportedMetric("top5", "Top-5", True),
+        ReportedMetric("ece", "ECE", False), ReportedMetric("ece_classwise", "cw-ECE", False),
+        ReportedMetric("brier", "Brier", False), ReportedMetric("nll", "NLL", False),
+        ReportedMetric("compactness", "compactness", False),
     ),
 }  # fmt: skip
 """The columns of the report's tables per task.
@@ -134,14 +139,14 @@ def load_suite(suite: Suite, root: str | Path) -> dict[str, CellRuns]:
 
 
 def metric_table(
-    cells: Mapping[str, CellRuns], evaluation: str, metrics: Sequence[Metric]
+    cells: Mapping[str, CellRuns], evaluation: str, metrics: Sequence[ReportedMetric]
 ) -> dict[str, dict[str, tuple[float, float]]]:
     """``{label: {metric: (mean, std over seeds)}}`` of one evaluation (``raw``, ``ts`` or ``oracle``).
 
     Example:
         >>> cell = CellRuns("hard", [0, 1], [{"evaluations": {"raw": {"ece": 0.1}}},
         ...     {"evaluations": {"raw": {"ece": 0.3}}}], [])
-        >>> metric_table({"hard": cell}, "raw", [Metric("ece", "ECE", False)])["hard"]["ece"]
+        >>> metric_table({"hard": cell}, "raw", [ReportedMetric("ece", "ECE", False)])["hard"]["ece"]
         (0.2, 0.1414213562373095)
     """
     table: dict[str, dict[str, tuple[float, float]]] = {}
@@ -158,13 +163,13 @@ def _case_grid(cell: CellRuns, evaluation: str, key: str) -> list[np.ndarray] | 
     """Per-seed case arrays of ``key`` (histograms as stored, case metrics as one value per case)."""
     if not cell.arrays or not all(key in arrays.get(evaluation, {}) for arrays in cell.arrays):
         return None
-    if key in HISTOGRAM_METRICS.values():
+    if key in HISTOGRAMS.values():
         return [np.asarray(arrays[evaluation][key], dtype=np.float64) for arrays in cell.arrays]
-    return [per_case_values(arrays[evaluation], key) for arrays in cell.arrays]
+    return [case_values(arrays[evaluation], key) for arrays in cell.arrays]
 
 
 def compare_to_baseline(
-    cells: Mapping[str, CellRuns], baseline: str, evaluation: str, metric: Metric, *, n_resamples: int = 1000
+    cells: Mapping[str, CellRuns], baseline: str, evaluation: str, metric: ReportedMetric, *, n_resamples: int = 1000
 ) -> dict[str, PairedComparison]:
     """Paired nested bootstrap (seeds, then cases within a seed) of every cell against ``baseline`` for one metric.
 
@@ -174,12 +179,12 @@ def compare_to_baseline(
     Example:
         >>> arrays = {"raw": {"nll": np.array([0.5, 0.4, 0.6])}}
         >>> a = CellRuns("a", [0], [{}], [arrays])
-        >>> compare_to_baseline({"a": a, "b": a}, "a", "raw", Metric("nll", "NLL", False))["b"].significant
+        >>> compare_to_baseline({"a": a, "b": a}, "a", "raw", ReportedMetric("nll", "NLL", False))["b"].significant
         False
     """
     if baseline not in cells:
         raise ValueError(f"baseline {baseline!r} is not a cell of the suite; cells: {sorted(cells)}.")
-    key = HISTOGRAM_METRICS.get(metric.key, metric.key)
+    key = HISTOGRAMS.get(metric.key, metric.key)
     base = _case_grid(cells[baseline], evaluation, key)
     out: dict[str, PairedComparison] = {}
     if base is None:
@@ -188,7 +193,7 @@ def compare_to_baseline(
         grid = _case_grid(cell, evaluation, key)
         if label == baseline or grid is None or [g.shape for g in grid] != [b.shape for b in base]:
             continue
-        if metric.key in HISTOGRAM_METRICS:
+        if metric.key in HISTOGRAMS:
             out[label] = paired_bootstrap_pooled(grid, base, ece_from_histogram, n_resamples=n_resamples)
             continue
         keep = [np.isfinite(g) & np.isfinite(b) for g, b in zip(grid, base, strict=True)]

@@ -17,7 +17,7 @@ from typing import Any
 from softlabels.bench.results import (
     METRICS,
     CellRuns,
-    Metric,
+    ReportedMetric,
     compare_to_baseline,
     downstream,
     load_suite,
@@ -42,7 +42,7 @@ class SuiteSection:
 
     suite: Suite
     cells: dict[str, CellRuns]
-    metrics: tuple[Metric, ...]
+    metrics: tuple[ReportedMetric, ...]
     tables: dict[str, dict[str, dict[str, tuple[float, float]]]]
     comparisons: dict[str, dict[str, dict[str, PairedComparison]]]
     ranks: dict[str, dict[str, float]]
@@ -57,7 +57,7 @@ def _fmt(x: float, digits: int = 4) -> str:
 
 
 def _ranks(
-    table: Mapping[str, Mapping[str, tuple[float, float]]], metrics: Sequence[Metric]
+    table: Mapping[str, Mapping[str, tuple[float, float]]], metrics: Sequence[ReportedMetric]
 ) -> dict[str, dict[str, float]]:
     out = {}
     for metric in metrics:
@@ -129,8 +129,9 @@ def _floor_sentence(section: SuiteSection) -> str | None:
     best = min(raw, key=lambda label: raw[label]["nll"][0])
     gap = raw[best]["nll"][0] - section.floor["nll"][0]
     return (
-        f"Floor (the true distribution p* scored the same way): NLL {_fmt(section.floor['nll'][0])}, ECE 0; the best "
-        f"NLL (`{best}`, {_fmt(raw[best]['nll'][0])}) is {gap:.4f} above it."
+        f"Floor (the true distribution p* scored as a prediction against the same observed reference): NLL "
+        f"{_fmt(section.floor['nll'][0])}, ECE {_fmt(section.floor['ece'][0])} (the reference's own sampling noise); "
+        f"the best NLL (`{best}`, {_fmt(raw[best]['nll'][0])}) is {gap:.4f} above it."
     )
 
 

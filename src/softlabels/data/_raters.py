@@ -4,7 +4,7 @@ A rater is a level field ``u(x) = Φ(√(1 − β²)·z_r + β·g(x))``: ``z_r ~
 every image (the rater's *style*: ``z_r > 0`` under-segments, ``z_r < 0`` over-segments), ``g`` is a smooth
 standardised Gaussian field drawn per image (boundary *jitter*, weight ``β``). For every ``x``, over the population
 of raters ``√(1 − β²)·z + β·g(x) ~ N(0, 1)``, so ``u(x)`` is uniform and a rater who marks ``x`` when
-``p*(x) > u(x)`` marks it with probability exactly ``p*(x)`` (``../shared/synthetic-raters.md``). A finite panel is a
+``p*(x) > u(x)`` marks it with probability exactly ``p*(x)`` (``docs/data/synthetic.md``, Raters). A finite panel is a
 biased sample of that population, as in real data.
 """
 

@@ -96,10 +96,7 @@ class SyntheticSegmentation:
         """
         if isinstance(num_cases, bool) or not isinstance(num_cases, int) or num_cases < 1:
             raise ValueError(f"`num_cases` of SyntheticSegmentation.dataset must be an int >= 1; got {num_cases!r}.")
-        if split not in _SPLIT_OFFSET:
-            raise ValueError(
-                f"`split` of SyntheticSegmentation.dataset must be one of {list(_SPLIT_OFFSET)}; got {split!r}."
-            )
+        _check_split(split, "SyntheticSegmentation.dataset")
         styles = panel_styles(self.num_raters, self.rater_levels)
         samples = [
             self._case(default_rng([seed, _SPLIT_OFFSET[split], i]), styles, f"{split}_{i:04d}")
@@ -117,6 +114,23 @@ class SyntheticSegmentation:
             "floor": floor_of([s["true_probs"] for s in samples]),
         }
         return SampleDataset(samples, transform, info=info)
+
+    def sample(self, index: int, *, seed: int = 0, split: str = "train") -> dict[str, Any]:
+        """Case ``index`` of ``split``, generated alone: equal to ``dataset(n, seed=seed, split=split)[index]``.
+
+        Lets a large 3D split be generated on access (one case in memory at a time) instead of all at once.
+
+        Example:
+            >>> gen = SyntheticSegmentation(shape=(8, 8))
+            >>> one = gen.sample(2, seed=1, split="val")
+            >>> torch.equal(one["image"], gen.dataset(3, seed=1, split="val")[2]["image"])
+            True
+        """
+        if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+            raise ValueError(f"`index` of SyntheticSegmentation.sample must be an int >= 0; got {index!r}.")
+        _check_split(split, "SyntheticSegmentation.sample")
+        styles = panel_styles(self.num_raters, self.rater_levels)
+        return self._case(default_rng([seed, _SPLIT_OFFSET[split], index]), styles, f"{split}_{index:04d}")
 
     def _case(self, rng: Generator, styles: np.ndarray, case: str) -> dict[str, Any]:
         members, classes = _structures(self, rng)
@@ -154,6 +168,11 @@ class SyntheticSegmentation:
         if self.texture > 0:
             image = image + self.texture * smooth_field(rng, self.shape, 3.0)
         return image + self.noise * rng.standard_normal(self.shape)
+
+
+def _check_split(split: str, where: str) -> None:
+    if split not in _SPLIT_OFFSET:
+        raise ValueError(f"`split` of {where} must be one of {list(_SPLIT_OFFSET)}; got {split!r}.")
 
 
 def _check_config(cfg: SyntheticSegmentation) -> None:

@@ -6,7 +6,8 @@ file is left behind. Numbers come from :mod:`softlabels.evaluation.scoring`; thi
 (matplotlib is imported inside :func:`draw_reliability`, with the Agg canvas; no pyplot state).
 
 ``metrics.json`` holds ``provenance`` (softlabels version, UTC timestamp, inputs, options, number of cases),
-``summary`` (dataset values) and ``cases`` (one row per case); NaN (no data, e.g. the foreground ECE of an empty
+``summary`` (dataset values, names as in docs/metrics.md), ``per_class`` (per-class metrics per foreground class)
+and ``cases`` (one row per case); NaN (no data, e.g. the foreground ECE of an empty
 case) is written as ``null``.
 
 The output folder must be new, empty, or hold an earlier report only (:func:`check_report_folder`, which commands
@@ -31,8 +32,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from softlabels._io import TMP_SUFFIX, atomic_write, check_output_folder
-from softlabels.evaluation.scoring import PER_CLASS, ScoreResult
+from softlabels._io import TMP_SUFFIX, atomic_write, check_output_folder, json_safe
+from softlabels.evaluation.scoring import ScoreResult
+from softlabels.evaluation.spec import metric_spec
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -43,37 +45,18 @@ JSON_NAME, MARKDOWN_NAME, PNG_NAME = "metrics.json", "report.md", "reliability.p
 MAX_CLASS_PANELS, PANELS_PER_ROW, PANEL_INCHES = 8, 5, 4.2
 _OWN_NAMES: tuple[str, ...] = (JSON_NAME, MARKDOWN_NAME, PNG_NAME)
 _MAGIC: dict[str, bytes] = {MARKDOWN_NAME: b"# softlabels score report", PNG_NAME: b"\x89PNG\r\n\x1a\n"}
-LABELS: dict[str, str] = {
-    "ece_top_label": "ECE, top-label (pooled over all voxels)",
-    "ece_top_label_case_mean": "ECE, top-label (mean of per-case values)",
-    "ece_classwise": "ECE, classwise",
-    "mce_top_label": "MCE, top-label (maximum bin gap)",
-    "ece_foreground": "ECE, top-label, reference foreground voxels",
-    "ece_boundary": "ECE, top-label, boundary band",
-    "brier": "Brier score (voxel mean)",
-    "nll": "NLL (voxel mean)",
-}
-CLASS_LABELS: dict[str, str] = {"dice": "Dice", "hd95": "HD95", "thresholded_dice": "thresholded Dice (QUBIQ)"}
 SHORT: dict[str, str] = {
-    "ece_top_label": "ECE",
+    "ece": "ECE",
     "ece_classwise": "cw-ECE",
-    "mce_top_label": "MCE",
+    "mce": "MCE",
     "ece_foreground": "ECE fg",
     "ece_boundary": "ECE band",
     "brier": "Brier",
     "nll": "NLL",
+    "top1": "Top-1",
+    "top5": "Top-5",
 }
-
-
-def _no_nan(x: Any) -> Any:
-    """Replace NaN/inf floats by ``None`` recursively (strict JSON has no NaN)."""
-    if isinstance(x, float):
-        return x if math.isfinite(x) else None
-    if isinstance(x, Mapping):
-        return {k: _no_nan(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_no_nan(v) for v in x]
-    return x
+"""Per-case table columns (the other scalar metrics appear in the dataset table only)."""
 
 
 def report_document(result: ScoreResult, *, sources: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -84,12 +67,12 @@ def report_document(result: ScoreResult, *, sources: Mapping[str, Any] | None = 
         sources: where the data came from (e.g. ``{"probs": ..., "labels": ...}``), recorded as given.
 
     Returns:
-        A JSON-serialisable dict with the keys ``provenance``, ``summary`` and ``cases``.
+        A JSON-serialisable dict with the keys ``provenance``, ``summary``, ``per_class`` and ``cases``.
 
     Example:
-        >>> result = ScoreResult({"ece_top_label": 0.1}, [{"case": "a", "ece_top_label": float("nan")}], {})
+        >>> result = ScoreResult({"ece": 0.1}, [{"case": "a", "ece": float("nan")}], {})
         >>> doc = report_document(result, sources={"probs": "p/"})
-        >>> doc["provenance"]["n_cases"], doc["cases"][0]["ece_top_label"]
+        >>> doc["provenance"]["n_cases"], doc["cases"][0]["ece"]
         (1, None)
     """
     from softlabels import __version__
@@ -101,7 +84,8 @@ def report_document(result: ScoreResult, *, sources: Mapping[str, Any] | None = 
         "n_cases": len(result.cases),
         **result.settings,
     }
-    return _no_nan({"provenance": provenance, "summary": result.summary, "cases": result.cases})
+    document = {"provenance": provenance, "summary": result.summary, "per_class": result.per_class}
+    return json_safe({**document, "cases": result.cases})
 
 
 def _fmt(x: Any) -> str:
@@ -117,10 +101,13 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 def _per_case_table(doc: Mapping[str, Any], classes: list[str]) -> list[str]:
     cases = doc["cases"]
-    per_class = [m for m in PER_CLASS if cases and m in cases[0]]
-    header = ["case", *SHORT.values()] + [f"{CLASS_LABELS[m].split(' (')[0]} {c}" for m in per_class for c in classes]
+    scalar = [m for m in SHORT if cases and m in cases[0]]
+    per_class = list(cases[0].get("per_class", {})) if cases else []
+    header = ["case", *(SHORT[m] for m in scalar)]
+    header += [f"{metric_spec(m).title.split(' (')[0]} {c}" for m in per_class for c in classes]
     rows = [
-        [str(r["case"]), *(_fmt(r.get(m)) for m in SHORT)] + [_fmt(r[m].get(c)) for m in per_class for c in classes]
+        [str(r["case"]), *(_fmt(r.get(m)) for m in scalar)]
+        + [_fmt(r["per_class"].get(m, {}).get(c)) for m in per_class for c in classes]
         for r in cases
     ]
     return _table(header, rows)
@@ -153,12 +140,12 @@ def render_markdown(doc: Mapping[str, Any], *, image: str | None = PNG_NAME, cap
         "",
         "## Dataset",
         "",
-        *_table(["metric", "value"], [[LABELS[k], _fmt(summary[k])] for k in LABELS if k in summary]),
+        *_table(["metric", "name", "value"], [[metric_spec(k).title, f"`{k}`", _fmt(v)] for k, v in summary.items()]),
     ]
-    per_class = [m for m in PER_CLASS if m in summary]
+    per_class = doc.get("per_class") or {}
     if per_class:
-        rows = [[c, *(_fmt(summary[m].get(c)) for m in per_class)] for c in classes]
-        header = ["class", *(CLASS_LABELS[m] for m in per_class)]
+        rows = [[c, *(_fmt(per_class[m].get(c)) for m in per_class)] for c in classes]
+        header = ["class", *(metric_spec(m).title for m in per_class)]
         lines += ["", "## Per class (mean over cases)", "", *_table(header, rows)]
     lines += ["", "## Per case", "", *_per_case_table(doc, classes)]
     if image is not None:

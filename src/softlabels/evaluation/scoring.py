@@ -1,22 +1,14 @@
-"""Scoring existing predictions for calibration and overlap, one case at a time in constant memory.
+"""Scoring predictions for calibration and overlap, one case at a time in constant memory.
 
-The loop reads one case (``probs (1, C, *spatial)`` and its reference), feeds it to streaming metrics with
-``Metric.forward`` (which returns the value of that case and adds it to the dataset state in a single update) and
-drops it; only fixed-size metric states and one row of numbers per case are kept.
+The loop reads one case (``probs (1, C, *spatial)`` and its reference), feeds it to the streaming
+:class:`~softlabels.evaluation.evaluator.Evaluator` (which returns the case's per-case arrays and adds them to the
+dataset state) and drops it; only the fixed-size state and one row of numbers per case are kept. ``softlabels
+score`` (prediction files) and ``softlabels evaluate`` (a model on a split) both produce a :class:`ScoreResult`
+this way, so their numbers and names are those of docs/metrics.md.
 
-Reported, for a hard (label map) or soft (rater mean, probability map) reference:
-
-* ``ece_top_label``: top-label ECE pooled over all voxels of the dataset; ``ece_top_label_case_mean``: the mean of
-  the per-case values; ``ece_classwise``; ``mce_top_label`` (maximum calibration error);
-* ``ece_foreground``: top-label ECE over the voxels whose reference is not background (the ``fg_gt`` set);
-  ``ece_boundary``: over the band of ``boundary_width`` voxels on both sides of every reference boundary;
-* ``brier``, ``nll`` (voxel means);
-* ``dice`` and ``hd95`` per foreground class (means over cases; HD95 in the units of the voxel spacing, over the
-  cases where both masks are non-empty). A soft reference is turned into labels by its argmax (a single channel:
-  ``> 0.5``) for Dice, HD95 and the region masks;
-* ``thresholded_dice`` per foreground class (QUBIQ score), with a soft reference only.
-
-Calibration metrics use a soft reference directly (the outcome is the reference probability). Voxels labelled
+A file's reference is a label map (hard) or a soft map (rater mean, probability map); the reference rule of
+:mod:`softlabels.evaluation.references` applies: calibration, Brier, NLL and the QUBIQ Dice use the soft map, Dice,
+HD95 and the foreground/boundary regions its labels (argmax; a single channel: ``> 0.5``). Voxels labelled
 ``ignore_index`` are dropped from every metric; the region masks are computed on the label map as given, so the rim
 of an ignored region counts as a boundary.
 """
@@ -29,130 +21,125 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from softlabels._errors import is_user_error
+from softlabels._memory import bound_heap_growth, release_freed_memory
 from softlabels.data.prediction_files import Case, CaseFiles, ReferenceKind, list_cases, load_case
+from softlabels.evaluation.evaluator import HISTOGRAMS, Evaluator, case_values, ece_from_histogram
+from softlabels.evaluation.references import References
+from softlabels.evaluation.spec import MetricSpec
 
 if TYPE_CHECKING:
-    from torchmetrics import Metric
-
     from softlabels.metrics.functional.calibration import ReliabilityDiagram
 
-CALIBRATION: dict[str, dict[str, str]] = {
-    "ece_top_label": {"norm": "l1", "mode": "top_label"},
-    "ece_classwise": {"norm": "l1", "mode": "classwise"},
-    "mce_top_label": {"norm": "max", "mode": "top_label"},
-    "ece_foreground": {"norm": "l1", "mode": "top_label"},
-    "ece_boundary": {"norm": "l1", "mode": "top_label"},
-}
-PER_CLASS: tuple[str, ...] = ("dice", "hd95", "thresholded_dice")
+__all__ = ["ScoreResult", "Scoring", "nanmean", "score_cases", "score_folders", "score_predictions"]
 
 
 @dataclass(frozen=True)
 class ScoreResult:
-    """What :func:`score_cases` measured.
+    """What a scoring run measured.
 
     Attributes:
-        summary: dataset values: ``{name: float}`` and, for per-class metrics, ``{name: {class: float}}``.
-        cases: one row per case: ``{"case": name, <metric>: float or {class: float}, "spacing": [...] or None}``.
+        summary: dataset values ``{name: float}`` (per-class metrics: the mean over the foreground classes).
+        cases: one row per case: ``{"case": name, <metric>: float, "per_class": {metric: {class: float}},
+            "spacing": [...] or None}``.
         diagrams: reliability-diagram data, ``"top_label"`` and ``"classwise"``.
         settings: the options used (``n_bins``, ``boundary_width``, ``ignore_index``, ``num_classes``, ...).
+        per_class: dataset values of the per-class metrics, ``{metric: {class: float}}``.
 
     NaN marks a value without data (e.g. the foreground ECE of a case without foreground).
+
+    Example:
+        >>> result = ScoreResult({"ece": 0.1, "dice": 0.8}, [], {}, per_class={"dice": {"1": 0.8}})
+        >>> result.summary["dice"] == result.per_class["dice"]["1"]
+        True
     """
 
     summary: dict[str, Any]
     cases: list[dict[str, Any]]
     diagrams: dict[str, ReliabilityDiagram]
     settings: dict[str, Any] = field(default_factory=dict)
+    per_class: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
-def _values(x: Tensor | dict[str, Tensor]) -> list[float]:
-    if isinstance(x, dict):
-        x = x["pooled"]
-    return [float(v) for v in x.detach().reshape(-1).cpu()]
+def _row_value(spec: MetricSpec, arrays: dict[str, np.ndarray], i: int) -> float | None:
+    """The value of one case (row ``i`` of a batch's arrays) for a metric, or ``None`` when not computed."""
+    name = spec.name
+    if name in HISTOGRAMS:
+        key = HISTOGRAMS[name]
+        return float(ece_from_histogram(arrays[key][i])) if key in arrays else None
+    if name == "mce":
+        return float(ece_from_histogram(arrays["hist_ece"][i], norm="max"))
+    if name == "ece_case_mean":
+        return None  # the row's own ECE is ``ece``
+    if name not in arrays:
+        return None
+    return float(case_values({name: arrays[name][i : i + 1]}, name)[0])
 
 
-def _hard(target: Tensor) -> Tensor:
-    """Labels of a soft target: argmax over the classes (a single channel: ``> 0.5``); labels unchanged."""
-    if not target.is_floating_point():
-        return target
-    return target.argmax(1) if target.shape[1] > 1 else (target[:, 0] > 0.5).long()
+class Scoring:
+    """Per-case rows and the dataset result of a stream of cases, through one :class:`Evaluator`.
 
+    Args:
+        evaluator: the evaluator (task, classes, bins, band width, ignore index).
+        keep_rows: keep one row per case (``False`` for classification items).
 
-class _Scorer:
-    """The streaming metrics of one scoring run."""
+    Example:
+        >>> scoring = Scoring(Evaluator("segmentation", 2, spatial_dims=2))
+        >>> probs = torch.full((1, 2, 4, 4), 0.5)
+        >>> scoring.add(["a"], probs, References(torch.zeros(1, 4, 4, dtype=torch.long)))
+        >>> result = scoring.result()
+        >>> result.summary["ece"], result.cases[0]["case"]
+        (0.5, 'a')
+    """
 
-    def __init__(
-        self,
-        num_classes: int,
-        *,
-        n_bins: int,
-        boundary_width: float,
-        ignore_index: int | None,
-        soft: bool,
-    ) -> None:
-        from softlabels.metrics.calibration import CalibrationError
-        from softlabels.metrics.proper_scoring import BrierScore, NegativeLogLikelihood
-        from softlabels.metrics.segmentation import DiceScore, HausdorffDistance95
-
-        c, ignore = num_classes, ignore_index
+    def __init__(self, evaluator: Evaluator, *, keep_rows: bool = True) -> None:
+        self.evaluator, self.keep_rows = evaluator, keep_rows
+        c = evaluator.num_classes
         self.class_names = [str(k) for k in range(1, max(c, 2))]
-        self.boundary_width = boundary_width
-        self.metrics: dict[str, Metric] = {
-            name: CalibrationError(c, n_bins=n_bins, ignore_index=ignore, **opts)  # type: ignore[arg-type]
-            for name, opts in CALIBRATION.items()
+        self.rows: list[dict[str, Any]] = []
+
+    def add(
+        self,
+        names: Sequence[str],
+        probs: Tensor,
+        refs: References,
+        spacing: Sequence[float] | None = None,
+        features: Tensor | None = None,
+    ) -> None:
+        """Add the cases of a batch (``names`` in batch order)."""
+        arrays = self.evaluator.step(probs, refs, spacing=spacing, features=features)
+        if not self.keep_rows:
+            return
+        for i, name in enumerate(names):
+            row: dict[str, Any] = {"case": name}
+            per_class: dict[str, dict[str, float]] = {}
+            for spec in self.evaluator.spec:
+                value = _row_value(spec, arrays, i)
+                if value is None:
+                    continue
+                row[spec.name] = value
+                if spec.per_class:
+                    values = np.asarray(arrays[spec.name][i], dtype=np.float64).reshape(-1)
+                    per_class[spec.name] = dict(zip(self.class_names, map(float, values), strict=True))
+            row["per_class"] = per_class
+            row["spacing"] = None if spacing is None else [float(s) for s in spacing]
+            self.rows.append(row)
+
+    def result(self, settings: dict[str, Any] | None = None) -> ScoreResult:
+        """The :class:`ScoreResult` of every case added."""
+        ev = self.evaluator
+        per_class = {
+            name: dict(zip(self.class_names, values, strict=True)) for name, values in ev.compute_per_class().items()
         }
-        self.metrics["brier"] = BrierScore(c, ignore_index=ignore)
-        self.metrics["nll"] = NegativeLogLikelihood(c, ignore_index=ignore)
-        self.metrics["dice"] = DiceScore(c, include_background=False, ignore_index=ignore)
-        self.metrics["hd95"] = HausdorffDistance95(c, include_background=False, ignore_index=ignore)
-        if soft:
-            from softlabels.metrics.multirater import ThresholdedDice
-
-            self.metrics["thresholded_dice"] = ThresholdedDice(c, include_background=False)
-
-    def _named(self, values: list[float]) -> dict[str, float]:
-        return dict(zip(self.class_names, values, strict=True))
-
-    def add(self, case: Case, spacing: Sequence[float] | None) -> dict[str, Any]:
-        """Update every metric with one case; return its row of per-case values."""
-        from softlabels.metrics.functional.regions import boundary_band, foreground_mask
-
-        probs, target, hard = case.probs, case.target, _hard(case.target)
-        band = boundary_band(hard, width=self.boundary_width)
-        masks = {"ece_foreground": foreground_mask(hard), "ece_boundary": band}
-        row: dict[str, Any] = {"case": case.name}
-        for name, metric in self.metrics.items():
-            if name in CALIBRATION:
-                value = metric(probs, target, mask=masks.get(name))
-            elif name == "hd95":
-                value = metric(probs, hard, spacing=None if spacing is None else tuple(spacing))
-            elif name == "dice":
-                value = metric(probs, hard)
-            else:
-                value = metric(probs, target)
-            row[name] = self._named(_values(value)) if name in PER_CLASS else _values(value)[0]
-        row["spacing"] = None if spacing is None else [float(s) for s in spacing]
-        return row
-
-    def summary(self, cases: list[dict[str, Any]]) -> dict[str, Any]:
-        """Dataset values of every metric (pooled over voxels, or the mean over cases for per-case metrics)."""
-        out: dict[str, Any] = {}
-        for name, metric in self.metrics.items():
-            values = _values(metric.compute())
-            out[name] = self._named(values) if name in PER_CLASS else values[0]
-        out["ece_top_label_case_mean"] = nanmean(r["ece_top_label"] for r in cases)
-        return out
-
-    def diagrams(self) -> dict[str, ReliabilityDiagram]:
-        """Reliability-diagram data of the top-label and classwise ECE."""
-        return {
-            "top_label": self.metrics["ece_top_label"].reliability_diagram(),  # type: ignore[operator]
-            "classwise": self.metrics["ece_classwise"].reliability_diagram(),  # type: ignore[operator]
-        }
+        base = {
+            "num_classes": ev.num_classes, "n_bins": ev.n_bins, "boundary_width": ev.boundary_width,
+            "ignore_index": ev.ignore_index, "classes": self.class_names,
+        }  # fmt: skip
+        return ScoreResult(ev.compute(), self.rows, ev.reliability_diagrams(), {**base, **(settings or {})}, per_class)
 
 
 def _check_options(n_bins: int, boundary_width: float, num_classes: int | None, soft: bool, ignore: int | None) -> None:
@@ -167,10 +154,10 @@ def _check_options(n_bins: int, boundary_width: float, num_classes: int | None, 
         raise ValueError("`ignore_index` of score_cases applies to label-map references only; got a soft reference.")
 
 
-def _score_one(scorer: _Scorer, case: Case, spacing: Sequence[float] | None) -> dict[str, Any]:
+def _score_one(scoring: Scoring, case: Case, spacing: Sequence[float] | None) -> None:
     """Add one case, naming it in any error raised by the metrics."""
     try:
-        return scorer.add(case, spacing if spacing is not None else case.spacing)
+        scoring.add([case.name], case.probs, References.from_target(case.target), spacing)
     except (ValueError, TypeError) as err:
         if not is_user_error(err):  # a bug inside the metrics: keep its own traceback
             raise
@@ -219,7 +206,7 @@ def score_cases(
         ...     np.savez(f"{tmp}/p/a.npz", probabilities=probs)
         ...     np.savez(f"{tmp}/r/a.npz", probabilities=probs)
         ...     result = score_cases(list_cases(f"{tmp}/p", f"{tmp}/r", kind="ref_probs"), kind="ref_probs")
-        >>> round(result.summary["ece_top_label"], 6), len(result.cases)
+        >>> round(result.summary["ece"], 6), len(result.cases)
         (0.0, 1)
     """
     soft = kind != "labels"
@@ -256,8 +243,8 @@ def score_predictions(
 ) -> ScoreResult:
     """Score predictions already in memory, one :class:`~softlabels.data.prediction_files.Case` at a time.
 
-    The loop behind :func:`score_cases` (and ``softlabels evaluate``): each case (``probs (1, C, *spatial)``, a hard
-    ``(1, *spatial)`` or soft ``(1, C, *spatial)`` target) updates the streaming metrics and is dropped.
+    The loop behind :func:`score_cases`: each case (``probs (1, C, *spatial)``, a hard ``(1, *spatial)`` or soft
+    ``(1, C, *spatial)`` target) updates the streaming evaluator and is dropped.
 
     Args:
         cases: an iterable of cases (e.g. a generator over a model's predictions).
@@ -276,35 +263,27 @@ def score_predictions(
     Example:
         >>> probs = torch.full((1, 2, 4, 4), 0.5)
         >>> case = Case("a", probs, torch.zeros(1, 4, 4, dtype=torch.long), None)
-        >>> score_predictions([case], soft=False).summary["ece_top_label"]
+        >>> score_predictions([case], soft=False).summary["ece"]
         0.5
     """
     _check_options(n_bins, boundary_width, None, soft, ignore_index)
-    rows: list[dict[str, Any]] = []
-    scorer: _Scorer | None = None
-    num_classes = 0
+    scoring: Scoring | None = None
+    bound_heap_growth()  # else glibc's heap grows with the number of cases (softlabels._memory)
     with torch.no_grad():
         for case in cases:
-            if scorer is None:
-                num_classes = case.probs.shape[1]
-                scorer = _Scorer(
-                    case.probs.shape[1], n_bins=n_bins, boundary_width=boundary_width, ignore_index=ignore_index,
-                    soft=soft,
+            if scoring is None:
+                evaluator = Evaluator(
+                    "segmentation", case.probs.shape[1], spatial_dims=case.probs.ndim - 2, n_bins=n_bins,
+                    boundary_width=boundary_width, ignore_index=ignore_index,
                 )  # fmt: skip
-            rows.append(_score_one(scorer, case, spacing))
+                scoring = Scoring(evaluator)
+            _score_one(scoring, case, spacing if spacing is not None else case.spacing)
             del case
-    if scorer is None:
+            release_freed_memory()  # else glibc's heap grows with the number of cases (softlabels._memory)
+    if scoring is None:
         raise ValueError("score_predictions needs at least one case; got none.")
-    settings = {
-        "reference": "soft" if soft else "labels",
-        "num_classes": num_classes,
-        "n_bins": n_bins,
-        "boundary_width": boundary_width,
-        "ignore_index": ignore_index,
-        "spacing": None if spacing is None else [float(s) for s in spacing],
-        "classes": scorer.class_names,
-    }
-    return ScoreResult(scorer.summary(rows), rows, scorer.diagrams(), settings)
+    settings = {"reference": "soft" if soft else "labels", "spacing": None if spacing is None else list(spacing)}
+    return scoring.result(settings)
 
 
 def score_folders(
@@ -316,7 +295,7 @@ def score_folders(
         >>> from softlabels.data.prediction_files import example_folder
         >>> root = example_folder()
         >>> result = score_folders(root / "probs", root / "labels", kind="labels", progress=False)
-        >>> len(result.cases), sorted(result.summary["dice"])
+        >>> len(result.cases), sorted(result.per_class["dice"])
         (4, ['1', '2'])
     """
     return score_cases(list_cases(probs_dir, reference_dir, kind=kind), kind=kind, **options)

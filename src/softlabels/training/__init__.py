@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from softlabels.training.callbacks import MethodHooks
 from softlabels.training.checkpoint_io import AtomicCheckpointIO, load_checkpoint
-from softlabels.training.evaluation import MetricSuite
 from softlabels.training.task import ClassificationTask, SegmentationTask
 
 __all__ = [
     "AtomicCheckpointIO",
     "ClassificationTask",
     "MethodHooks",
-    "MetricSuite",
     "SegmentationTask",
     "load_checkpoint",
 ]

@@ -11,7 +11,7 @@ A config file mirrors :class:`RunConfig`::
     optimizer: {name: adamw, lr: 0.001, weight_decay: 0.0001}
     scheduler: {name: none}
     trainer: {max_epochs: 10, accelerator: cpu, devices: 1}
-    evaluation: {n_bins: 15, boundary_width: 2.0, reference: auto}
+    evaluation: {n_bins: 15, boundary_width: 2.0, reference: observed}
 
 Every key can be overridden on the command line (``--trainer.max_epochs 3``, ``--method.name ls``). Types and
 choices are checked by jsonargparse with the key in the message; names (source, model, method, optimizer) and their
@@ -81,12 +81,17 @@ class TrainerConfig:
 
 @dataclass
 class EvaluationConfig:
-    """The metrics reported on validation and test, and their options."""
+    """The metrics reported on validation, test and ``evaluate``, and their options.
+
+    ``reference`` is the reference rule of :mod:`softlabels.evaluation.references`: ``observed`` (the data's soft
+    label or rater mean when it has one, else the label — never the synthetic ``true_probs``), ``label``, or
+    ``true_probs`` (the synthetic p*, only when named); ``auto`` is read as ``observed`` (its former name).
+    """
 
     metrics: list[str] | None = None
     n_bins: int = 15
     boundary_width: float = 2.0
-    reference: Literal["auto", "label"] = "auto"
+    reference: Literal["observed", "label", "true_probs", "auto"] = "observed"
 
 
 @dataclass

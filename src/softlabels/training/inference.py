@@ -10,26 +10,27 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
 
 from softlabels._io import atomic_write_bytes, check_output_file
+from softlabels._memory import bound_heap_growth
 from softlabels._options import look_up_option
 from softlabels.calibration import TemperatureScaler
-from softlabels.data.prediction_files import Case
+from softlabels.evaluation.case_names import CaseNames
+from softlabels.evaluation.evaluator import Evaluator
+from softlabels.evaluation.fitting import ObservedLogits, fit_scaler
+from softlabels.evaluation.references import ReferenceRule, batch_references
 from softlabels.evaluation.report_files import check_report_folder, write_report
-from softlabels.evaluation.scoring import ScoreResult, score_predictions
-from softlabels.metrics import CalibrationError
+from softlabels.evaluation.scoring import ScoreResult, Scoring
 from softlabels.training.checkpoint_io import AtomicCheckpointIO, load_checkpoint
-from softlabels.training.evaluation import CaseNames, MetricSuite, batch_references
 from softlabels.training.run import load_run
 from softlabels.training.task import SoftLabelTask
 
-__all__ = ["calibrate", "evaluate", "split_loader"]
+__all__ = ["calibrate", "evaluate", "reference_rule", "score_split", "split_loader"]
 
 SPLIT_NAMES = ("train", "val", "test")
 
@@ -56,35 +57,49 @@ def split_loader(dm: Any, split: str) -> Any:
     return DataLoader(dm.train_set, batch_size=dm.eval_batch_size, shuffle=False, num_workers=dm.num_workers)
 
 
-def _cases(task: SoftLabelTask, loader: Any, soft_wanted: bool) -> Iterator[Case]:
-    """One :class:`Case` per sample: the calibrated prediction and its reference (soft when asked and present)."""
-    case_names = CaseNames()
-    with torch.no_grad():
-        for batch in loader:
-            probs = torch.softmax(task.predict_logits(batch["image"]).float(), dim=1)
-            hard, soft = batch_references(batch, task.num_classes, task.spatial_dims)
-            target = soft if (soft_wanted and soft is not None) else hard
-            for i, name in enumerate(case_names(batch, len(probs))):
-                yield Case(name, probs[i : i + 1], target[i : i + 1], None)
+def reference_rule(value: str) -> ReferenceRule:
+    """The reference rule of a run config's ``evaluation.reference`` (``auto`` is the former name of ``observed``).
+
+    Example:
+        >>> reference_rule("auto"), reference_rule("label")
+        ('observed', 'label')
+    """
+    return "observed" if value == "auto" else value  # type: ignore[return-value]
 
 
-def _classification_result(task: SoftLabelTask, loader: Any, n_bins: int, soft_wanted: bool) -> ScoreResult:
-    suite = MetricSuite(
-        "classification", task.num_classes, n_bins=n_bins, reference="auto" if soft_wanted else "label",
-        num_features=getattr(task.model, "num_features", None),
+def score_split(
+    task: SoftLabelTask, loader: Any, *, reference: ReferenceRule, n_bins: int, boundary_width: float
+) -> ScoreResult:
+    """Score a model on a loader through the evaluation layer: one batch at a time, per-case rows (segmentation).
+
+    Example:
+        >>> from softlabels.training.config import config_from_dict
+        >>> from softlabels.training.run import build_run
+        >>> config = config_from_dict({"task": "classification", "model": {"name": "small_cnn"},
+        ...     "data": {"source": "synthetic_classification", "options": {"num_items": [16, 8, 8]}}})
+        >>> dm, task = build_run(config)
+        >>> result = score_split(task, dm.test_dataloader(), reference="observed", n_bins=15, boundary_width=2.0)
+        >>> 0 <= result.summary["top1"] <= 1, result.settings["reference"]
+        (True, 'observed')
+    """
+    segmentation = task.spatial_dims > 0
+    num_features = None if segmentation else getattr(task.model, "num_features", None)
+    evaluator = Evaluator(
+        task.task, task.num_classes, spatial_dims=task.spatial_dims, n_bins=n_bins, boundary_width=boundary_width,
+        num_features=num_features,
     )  # fmt: skip
-    diagrams = {m: CalibrationError(task.num_classes, n_bins=n_bins, mode=m) for m in ("top_label", "classwise")}
+    scoring = Scoring(evaluator, keep_rows=segmentation)
+    case_names = CaseNames()
+    bound_heap_growth()  # else glibc's heap grows with the number of cases (softlabels._memory)
     with torch.no_grad():
         for batch in loader:
             features, logits = task.features_and_logits(batch["image"])
             probs = torch.softmax(logits.float(), dim=1)
-            suite.update(probs, batch, features)
-            hard, soft = batch_references(batch, task.num_classes, 0)
-            for metric in diagrams.values():
-                metric.update(probs, soft if (soft_wanted and soft is not None) else hard)
-    settings = {"num_classes": task.num_classes, "n_bins": n_bins, "classes": [str(c) for c in range(task.num_classes)]}
-    summary: dict[str, Any] = suite.compute()
-    return ScoreResult(summary, [], {m: d.reliability_diagram() for m, d in diagrams.items()}, settings)
+            refs = batch_references(batch, task.num_classes, task.spatial_dims, reference=reference)
+            scoring.add(case_names(batch, len(probs)), probs, refs, features=features)
+    if not scoring.evaluator.update_count:
+        raise ValueError("the split to evaluate is empty.")
+    return scoring.result({"reference": reference})
 
 
 def evaluate(
@@ -96,9 +111,9 @@ def evaluate(
 ) -> dict[str, Path]:
     """Write the metrics report of ``checkpoint`` on ``split`` into ``output``; return the files written.
 
-    Segmentation: per case and pooled (ECE top-label/classwise/foreground/boundary, MCE, Brier, NLL, Dice, HD95 and,
-    with a soft reference, the QUBIQ thresholded Dice). Classification: Top-1/Top-5, ECE, classwise ECE, Brier,
-    NLL, embedding compactness. The reference follows ``evaluation.reference`` of the run config.
+    The metrics of the evaluation layer (docs/metrics.md), per case and pooled for segmentation, pooled for
+    classification; the reference follows ``evaluation.reference`` of the run config (the reference rule of
+    :mod:`softlabels.evaluation.references`).
 
     Example:
         >>> import tempfile
@@ -118,43 +133,22 @@ def evaluate(
     check_report_folder(output, what="--output")
     config, dm, task = load_run(checkpoint, overrides)
     loader = split_loader(dm, split)
-    soft_wanted = config.evaluation.reference == "auto"
-    if config.task == "segmentation":
-        result = score_predictions(
-            _cases(task, loader, soft_wanted), soft=soft_wanted and _has_soft(dm),
-            n_bins=config.evaluation.n_bins, boundary_width=config.evaluation.boundary_width,
-        )  # fmt: skip
-    else:
-        result = _classification_result(task, loader, config.evaluation.n_bins, soft_wanted)
+    result = score_split(
+        task, loader, reference=reference_rule(config.evaluation.reference), n_bins=config.evaluation.n_bins,
+        boundary_width=config.evaluation.boundary_width,
+    )  # fmt: skip
     sources: dict[str, Any] = {"checkpoint": str(checkpoint), "split": split, "data": config.data.source}
     sources["method"] = config.method.name
     sources["temperature"] = task.scaler.temperature_
     return write_report(result, output, sources=sources)
 
 
-def _has_soft(dm: Any) -> bool:
-    sample = dm.train_set[0]
-    return any(key in sample for key in ("true_probs", "soft_label", "raters"))
-
-
-class _ValidationLogits:
-    """A re-iterable stream of ``(logits, target)`` over the validation split; each pass runs the network."""
-
-    def __init__(self, task: SoftLabelTask, loader: Any, soft_wanted: bool) -> None:
-        self.task, self.loader, self.soft_wanted = task, loader, soft_wanted
-
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        with torch.no_grad():
-            for batch in self.loader:
-                logits = self.task.model(batch["image"]) if self.task.inference.get("roi_size") is None else (
-                    self.task.predict_logits(batch["image"]) * self.task.scaler.temperature_
-                )  # fmt: skip
-                hard, soft = batch_references(batch, self.task.num_classes, self.task.spatial_dims)
-                yield logits.float(), (soft if (self.soft_wanted and soft is not None) else hard)
-
-
 def calibrate(checkpoint: str | Path, output: str | Path | None = None) -> dict[str, Any]:
     """Fit temperature scaling on the validation split and write a calibrated copy of the checkpoint.
+
+    The temperature is fitted by the evaluation layer's one fitting path (:func:`~softlabels.evaluation.fitting.
+    fit_scaler`) against the observed reference (soft label or rater mean, else the label): the same ``T`` whether
+    or not the data carries the synthetic ``true_probs``.
 
     Args:
         checkpoint: a checkpoint of :func:`~softlabels.training.run.train`.
@@ -186,10 +180,12 @@ def calibrate(checkpoint: str | Path, output: str | Path | None = None) -> dict[
     if target.exists() and Path(checkpoint).exists() and target.samefile(checkpoint):
         raise ValueError(f"--output {str(target)!r} is the input checkpoint; write the calibrated copy elsewhere.")
     config, dm, task = load_run(checkpoint)
-    stream = _ValidationLogits(task, dm.val_dataloader(), config.evaluation.reference == "auto")
-    scaler = TemperatureScaler()
+    stream = ObservedLogits(
+        lambda image: task.predict_logits(image, calibrated=False), dm.val_dataloader(), num_classes=task.num_classes,
+        spatial_dims=task.spatial_dims, reference=reference_rule(config.evaluation.reference),
+    )  # fmt: skip
     before = _mean_nll(stream)
-    scaler.fit(stream)
+    scaler = fit_scaler(TemperatureScaler(), stream)
     state = load_checkpoint(checkpoint)
     state["state_dict"]["scaler.log_temperature"] = scaler.log_temperature.detach().clone()
     AtomicCheckpointIO().save_checkpoint(state, target)
@@ -202,7 +198,7 @@ def calibrate(checkpoint: str | Path, output: str | Path | None = None) -> dict[
     return summary
 
 
-def _mean_nll(stream: _ValidationLogits) -> float:
+def _mean_nll(stream: ObservedLogits) -> float:
     total, count = 0.0, 0
     for logits, target in stream:
         log_probs = torch.log_softmax(logits.double(), dim=1)

@@ -10,7 +10,7 @@ Segmentation outputs, per case, in ``output/``:
   task: a single map). Masks are nested by construction: the mask at 0.9 lies inside the mask at 0.1;
 - ``predictions.json``: the files, the thresholds and the temperature used.
 
-``<case>`` is the sample's name (:class:`~softlabels.training.evaluation.CaseNames`: its ``"case"``, with ``_1``,
+``<case>`` is the sample's name (:class:`~softlabels.evaluation.case_names.CaseNames`: its ``"case"``, with ``_1``,
 ``_2``, … appended when a source's case holds several samples, e.g. the nodules of one LIDC patient).
 
 Classification: ``predictions.csv`` (case, the probability of each class, the predicted class) and
@@ -38,7 +38,7 @@ import torch
 from torch import Tensor
 
 from softlabels._io import atomic_write_bytes, check_output_folder, staged_folder
-from softlabels.training.evaluation import CaseNames
+from softlabels.evaluation.case_names import CaseNames
 from softlabels.training.inference import split_loader
 from softlabels.training.run import load_run
 

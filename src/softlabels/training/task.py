@@ -19,9 +19,10 @@ from torch import Tensor, nn
 
 from softlabels._options import look_up_option
 from softlabels.calibration import TemperatureScaler
+from softlabels.evaluation.evaluator import Evaluator
+from softlabels.evaluation.references import REFERENCE_RULES, batch_references
 from softlabels.methods import Method
 from softlabels.training.callbacks import MethodHooks
-from softlabels.training.evaluation import MetricSuite
 from softlabels.training.optim import build_optimizer
 
 __all__ = ["ClassificationTask", "SegmentationTask", "SoftLabelTask"]
@@ -43,7 +44,9 @@ class SoftLabelTask(L.LightningModule):
         metrics: names to report on validation and test (``None``: all of the task).
         n_bins: calibration bins.
         boundary_width: boundary band half-width for ``ece_boundary``.
-        reference: ``"auto"`` (soft reference when the batch has one) or ``"label"``.
+        reference: the reference rule (:mod:`softlabels.evaluation.references`): ``"observed"`` (the soft label or
+            rater mean when the batch has one, never the synthetic ``true_probs``), ``"label"``, or ``"true_probs"``
+            (named explicitly); ``"auto"`` is the former name of ``"observed"``.
         inference: ``{"roi_size": [...], "sw_batch_size": 4, "overlap": 0.25}`` for sliding-window inference of
             volumes larger than ``roi_size`` (segmentation), or ``None``.
         config: the resolved run configuration, stored in every checkpoint (plain data).
@@ -69,7 +72,7 @@ class SoftLabelTask(L.LightningModule):
         metrics: Sequence[str] | None = None,
         n_bins: int = 15,
         boundary_width: float = 2.0,
-        reference: Literal["auto", "label"] = "auto",
+        reference: Literal["observed", "label", "true_probs", "auto"] = "observed",
         inference: Mapping[str, Any] | None = None,
         config: Mapping[str, Any] | None = None,
     ) -> None:
@@ -93,11 +96,12 @@ class SoftLabelTask(L.LightningModule):
         self.scaler = TemperatureScaler()  # T = 1 until `softlabels calibrate` fits it; never trained with the net
         self.scaler.log_temperature.requires_grad_(False)
         num_features = getattr(model, "num_features", None)
-        suite = {"task": self.task, "num_classes": num_classes, "names": metrics, "spatial_dims": self.spatial_dims}
-        suite |= {"n_bins": n_bins, "boundary_width": boundary_width, "reference": reference}
-        suite["num_features"] = num_features
-        self.val_metrics = MetricSuite(**suite)  # type: ignore[arg-type]
-        self.test_metrics = MetricSuite(**suite)  # type: ignore[arg-type]
+        reference = "observed" if reference == "auto" else reference
+        self.reference = look_up_option("reference", reference, REFERENCE_RULES, where=type(self).__name__)
+        suite: dict[str, Any] = {"num_classes": num_classes, "metrics": metrics, "spatial_dims": self.spatial_dims}
+        suite |= {"n_bins": n_bins, "boundary_width": boundary_width, "num_features": num_features}
+        self.val_metrics = Evaluator(self.task, **suite)
+        self.test_metrics = Evaluator(self.task, **suite)
         self._train_loss: Tensor | None = None  # Σ loss·n, Σ n of the current training epoch
         self._train_losses: list[tuple[Tensor, int]] = []  # its terms not yet added
         self.pending_batch_hook: tuple[Tensor, Any] | None = None  # the last step's logits and target (OLS)
@@ -107,8 +111,11 @@ class SoftLabelTask(L.LightningModule):
         """Logits of the network for ``image`` (no temperature)."""
         return self.model(image)
 
-    def predict_logits(self, image: Tensor) -> Tensor:
-        """Calibrated logits ``model(image) / T``, by sliding windows when the volume exceeds ``roi_size``."""
+    def predict_logits(self, image: Tensor, *, calibrated: bool = True) -> Tensor:
+        """Calibrated logits ``model(image) / T`` (``calibrated=False``: the network's own logits).
+
+        Sliding windows are used when the volume exceeds ``roi_size``.
+        """
         roi = self.inference.get("roi_size")
         if (
             roi is not None
@@ -123,11 +130,11 @@ class SoftLabelTask(L.LightningModule):
             )  # fmt: skip
         else:
             logits = self.model(image)
-        return self.scaler(logits)  # type: ignore[no-any-return]
+        return self.scaler(logits) if calibrated else logits  # type: ignore[no-any-return,return-value]
 
     def features_and_logits(self, image: Tensor) -> tuple[Tensor | None, Tensor]:
         """Embeddings ``(N, F)`` (when compactness is reported and the model has them) and calibrated logits."""
-        wants_features = self.task == "classification" and "compactness" in self.val_metrics.metrics
+        wants_features = self.task == "classification" and "compactness" in self.val_metrics.names
         model: Any = self.model
         if wants_features and hasattr(model, "forward_features") and hasattr(model, "forward_head"):
             features = model.forward_features(image)
@@ -193,12 +200,13 @@ class SoftLabelTask(L.LightningModule):
             # already summed over processes; sync_dist averages the identical values (and silences Lightning's hint)
             self.log("train/loss_epoch", (total[0] / total[1]).float(), on_epoch=True, prog_bar=True, sync_dist=True)
 
-    def _evaluate(self, batch: Mapping[str, Any], suite: MetricSuite, prefix: str) -> None:
+    def _evaluate(self, batch: Mapping[str, Any], suite: Evaluator, prefix: str) -> None:
         features, logits = self.features_and_logits(batch["image"])
         if all(key in batch for key in self.method.requires):  # not for targets made for training cases only (VLS)
             loss = self.method(logits, self.method.make_target(batch))
             self.log(f"{prefix}/loss", loss, on_epoch=True, sync_dist=True, batch_size=len(logits))
-        suite.update(torch.softmax(logits.float(), dim=1), batch, features)
+        refs = batch_references(batch, self.num_classes, self.spatial_dims, reference=self.reference)  # type: ignore[arg-type]
+        suite.update(torch.softmax(logits.float(), dim=1), refs, features=features)
 
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
         """Update the validation metrics."""
@@ -208,7 +216,7 @@ class SoftLabelTask(L.LightningModule):
         """Update the test metrics."""
         self._evaluate(batch, self.test_metrics, "test")
 
-    def _log_suite(self, suite: MetricSuite, prefix: str) -> None:
+    def _log_suite(self, suite: Evaluator, prefix: str) -> None:
         values = suite.compute()
         self.log_dict({f"{prefix}/{k}": float(v) for k, v in values.items()}, sync_dist=True)
         suite.reset()
@@ -251,7 +259,7 @@ class SegmentationTask(SoftLabelTask):
     Example:
         >>> from softlabels.methods import create_method
         >>> task = SegmentationTask(torch.nn.Conv3d(1, 3, 1), create_method("hard", 3), num_classes=3, spatial_dims=3)
-        >>> sorted(task.val_metrics.metrics)[:3]
+        >>> sorted(task.val_metrics.names)[:3]
         ['brier', 'dice', 'ece']
     """
 
@@ -267,7 +275,7 @@ class ClassificationTask(SoftLabelTask):
     Example:
         >>> from softlabels.methods import create_method
         >>> task = ClassificationTask(torch.nn.Linear(4, 3), create_method("ls", 3), num_classes=3)
-        >>> "compactness" in task.val_metrics.metrics  # the Linear has no forward_features
+        >>> "compactness" in task.val_metrics.names  # the Linear has no forward_features
         False
     """
 

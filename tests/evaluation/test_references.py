@@ -1,0 +1,45 @@
+import pytest
+import torch
+
+from softlabels.evaluation.references import References, batch_references, labels_of
+
+
+def _batch():
+    g = torch.Generator().manual_seed(0)
+    return {
+        "label": torch.randint(0, 3, (2, 1, 6, 6), generator=g),
+        "raters": torch.randint(0, 3, (2, 4, 6, 6), generator=g),
+        "true_probs": torch.softmax(torch.randn(2, 3, 6, 6, generator=g), 1),
+    }
+
+
+def test_the_observed_reference_is_the_rater_mean_never_the_true_probabilities():
+    batch = _batch()
+    refs = batch_references(batch, 3, 2)
+    onehot = torch.nn.functional.one_hot(batch["raters"], 3).float().mean(1).movedim(-1, 1)
+    assert torch.equal(refs.soft, onehot) and torch.equal(refs.hard, batch["label"][:, 0])
+    without = {k: v for k, v in batch.items() if k != "true_probs"}
+    assert torch.equal(batch_references(without, 3, 2).soft, refs.soft)
+    no_raters = {k: v for k, v in batch.items() if k != "raters"}
+    assert batch_references(no_raters, 3, 2).soft is None  # true_probs alone is not observed
+
+
+def test_a_soft_label_wins_over_raters_and_true_probs_only_when_named():
+    batch = {**_batch(), "soft_label": torch.full((2, 3, 6, 6), 1 / 3)}
+    assert torch.equal(batch_references(batch, 3, 2).soft, batch["soft_label"])
+    assert torch.equal(batch_references(batch, 3, 2, reference="true_probs").soft, batch["true_probs"])
+    assert batch_references(batch, 3, 2, reference="label").soft is None
+    with pytest.raises(ValueError, match="no 'true_probs'"):
+        batch_references({"label": batch["label"]}, 3, 2, reference="true_probs")
+    with pytest.raises(ValueError, match="`reference` of batch_references"):
+        batch_references(batch, 3, 2, reference="auto")  # type: ignore[arg-type]
+
+
+def test_soft_argmax_breaks_ties_to_the_lowest_class_and_one_channel_at_one_half():
+    soft = torch.tensor([[[0.5]], [[0.5]]]).reshape(1, 2, 1, 1)
+    assert labels_of(soft).tolist() == [[[0]]]
+    assert labels_of(torch.tensor([[[0.51, 0.5]]])).tolist() == [[1, 0]]
+    refs = References.from_target(torch.tensor([[[0.2, 0.9], [0.8, 0.1]]]))
+    assert refs.hard.tolist() == [[1, 0]] and refs.soft_argmax.tolist() == [[1, 0]]
+    hard = References.from_target(torch.tensor([[2, 0]]))
+    assert hard.soft is None and hard.soft_or_hard is hard.hard
