@@ -4,29 +4,33 @@ A streaming evaluation allocates and frees volume-sized temporaries for every ca
 mmap threshold after such frees (up to 32 MiB), so later temporaries of a few MiB come from the heap, where freed
 space between live blocks stays mapped: the resident set then grows with the number of cases although nothing is
 kept (measured: +190 MiB between 8 and 32 cases of 4×64³, ``benchmarks/evaluation_memory.py``).
-:func:`bound_heap_growth` fixes the threshold at 4 MiB (blocks at least that large are mapped and unmapped on their
-own, so they cannot fragment the heap; the dynamic raise is switched off), and :func:`release_freed_memory` returns
-freed heap pages to the OS (``malloc_trim``) between cases. Both are process-wide and no-ops where glibc is not the
-allocator (macOS, Windows, musl). The cost is a page fault per 4 KiB of each block of 4 MiB or more.
+Inside :func:`bounded_heap` the threshold is fixed at 4 MiB (blocks at least that large are mapped and unmapped on
+their own, so they cannot fragment the heap), and :func:`release_freed_memory` returns freed heap pages to the OS
+(``malloc_trim``) between cases. On leaving, the threshold is set to glibc's dynamic maximum (32 MiB), where a
+process that allocated large tensors ends up anyway, so training that follows in the same process (the benchmark's
+next run) allocates as before. Process-wide; no-ops where glibc is not the allocator (macOS, Windows, musl).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import functools
+from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["MMAP_THRESHOLD", "bound_heap_growth", "release_freed_memory"]
+__all__ = ["MMAP_THRESHOLD", "bounded_heap", "release_freed_memory"]
 
 MMAP_THRESHOLD = 4 * 2**20
-"""Bytes from which glibc maps a block on its own once :func:`bound_heap_growth` ran.
+"""Bytes from which glibc maps a block on its own inside :func:`bounded_heap`.
 
 Example:
     >>> MMAP_THRESHOLD // 2**20
     4
 """
 _M_MMAP_THRESHOLD = -3  # glibc <malloc.h>
+_DYNAMIC_MAX = 32 * 2**20  # glibc's DEFAULT_MMAP_THRESHOLD_MAX on 64-bit systems
 
 
 @functools.cache
@@ -41,16 +45,23 @@ def _libc() -> Any:
         return None
 
 
-@functools.cache
-def bound_heap_growth() -> bool:
-    """Fix glibc's mmap threshold at :data:`MMAP_THRESHOLD` (once per process); ``False`` where not available.
+@contextlib.contextmanager
+def bounded_heap() -> Iterator[bool]:
+    """Within the block glibc maps blocks of :data:`MMAP_THRESHOLD` bytes or more on their own (yields if it could).
 
     Example:
-        >>> isinstance(bound_heap_growth(), bool)
+        >>> with bounded_heap() as active:
+        ...     isinstance(active, bool)
         True
     """
     libc = _libc()
-    return bool(libc is not None and libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1)
+    active = bool(libc is not None and libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1)
+    try:
+        yield active
+    finally:
+        if active:
+            libc.mallopt(_M_MMAP_THRESHOLD, _DYNAMIC_MAX)
+            libc.malloc_trim(0)
 
 
 def release_freed_memory() -> bool:

@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 
 from softlabels._io import atomic_write, json_safe
-from softlabels._memory import bound_heap_growth, release_freed_memory
+from softlabels._memory import bounded_heap, release_freed_memory
 from softlabels.calibration import TemperatureScaler
 from softlabels.evaluation.evaluator import Evaluator, summarize
 from softlabels.evaluation.fitting import ObservedLogits, fit_scaler
@@ -204,20 +204,20 @@ def evaluate_split(
     }
     parts: dict[str, dict[str, list[np.ndarray]]] = {name: {} for name in evaluators}
     examples: dict[str, np.ndarray] = {}
-    bound_heap_growth()  # else glibc's heap grows with the number of cases (softlabels._memory)
-    for logits, features, batch in _batches(task, loader):
-        refs = batch_references(batch, task.num_classes, task.spatial_dims)
-        predictions = {"raw": torch.softmax(logits, 1), "ts": torch.softmax(logits / temperature, 1)}
-        if isinstance(batch.get("true_probs"), Tensor):
-            predictions["oracle"] = batch["true_probs"].float()
-        for name, probs in predictions.items():
-            case_arrays = evaluators[name].step(probs, refs, features=features if name == "raw" else None)
-            for key, value in case_arrays.items():
-                parts[name].setdefault(key, []).append(value)
-        if segmentation and not examples:
-            examples = _examples(batch, refs, predictions["raw"], N_EXAMPLES)
-        del logits, features, batch, predictions
-        release_freed_memory()  # the case's temporaries: without this glibc's heap grows with the number of cases
+    with bounded_heap():  # else glibc's heap grows with the number of cases (softlabels._memory)
+        for logits, features, batch in _batches(task, loader):
+            refs = batch_references(batch, task.num_classes, task.spatial_dims)
+            predictions = {"raw": torch.softmax(logits, 1), "ts": torch.softmax(logits / temperature, 1)}
+            if isinstance(batch.get("true_probs"), Tensor):
+                predictions["oracle"] = batch["true_probs"].float()
+            for name, probs in predictions.items():
+                case_arrays = evaluators[name].step(probs, refs, features=features if name == "raw" else None)
+                for key, value in case_arrays.items():
+                    parts[name].setdefault(key, []).append(value)
+            if segmentation and not examples:
+                examples = _examples(batch, refs, predictions["raw"], N_EXAMPLES)
+            del logits, features, batch, predictions
+            release_freed_memory()  # the case's temporaries: without this glibc's heap grows with the number of cases
     if not parts["raw"]:
         raise ValueError("the split to evaluate is empty.")
     arrays = {name: {k: np.concatenate(v, axis=0) for k, v in p.items()} for name, p in parts.items() if p}

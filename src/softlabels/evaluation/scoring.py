@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from softlabels._errors import is_user_error
-from softlabels._memory import bound_heap_growth, release_freed_memory
+from softlabels._memory import bounded_heap, release_freed_memory
 from softlabels.data.prediction_files import Case, CaseFiles, ReferenceKind, list_cases, load_case
 from softlabels.evaluation.evaluator import HISTOGRAMS, Evaluator, case_values, ece_from_histogram
 from softlabels.evaluation.references import References
@@ -268,8 +268,7 @@ def score_predictions(
     """
     _check_options(n_bins, boundary_width, None, soft, ignore_index)
     scoring: Scoring | None = None
-    bound_heap_growth()  # else glibc's heap grows with the number of cases (softlabels._memory)
-    with torch.no_grad():
+    with torch.no_grad(), bounded_heap():  # else glibc's heap grows with the number of cases (softlabels._memory)
         for case in cases:
             if scoring is None:
                 evaluator = Evaluator(

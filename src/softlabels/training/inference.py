@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from softlabels._io import atomic_write_bytes, check_output_file
-from softlabels._memory import bound_heap_growth
+from softlabels._memory import bounded_heap
 from softlabels._options import look_up_option
 from softlabels.calibration import TemperatureScaler
 from softlabels.evaluation.case_names import CaseNames
@@ -90,8 +90,7 @@ def score_split(
     )  # fmt: skip
     scoring = Scoring(evaluator, keep_rows=segmentation)
     case_names = CaseNames()
-    bound_heap_growth()  # else glibc's heap grows with the number of cases (softlabels._memory)
-    with torch.no_grad():
+    with torch.no_grad(), bounded_heap():  # else glibc's heap grows with the number of cases (softlabels._memory)
         for batch in loader:
             features, logits = task.features_and_logits(batch["image"])
             probs = torch.softmax(logits.float(), dim=1)
