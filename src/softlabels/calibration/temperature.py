@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-__all__ = ["TemperatureScaledModel", "TemperatureScaler"]
+__all__ = ["TemperatureScaler"]
 
 _WHERE = "TemperatureScaler.fit"
 
@@ -291,43 +291,3 @@ class TemperatureScaler(nn.Module):
                 RuntimeWarning,
                 stacklevel=3,
             )
-
-
-class TemperatureScaledModel(nn.Module):
-    """Wrap ``model`` so that ``forward`` returns temperature-scaled logits ``model(x) / T``.
-
-    Shapes follow ``model``: logits ``(N, C, *spatial)`` in, same shape out. ``state_dict`` holds both the model
-    weights (prefix ``model.``) and the temperature (``scaler.log_temperature``), so one ``torch.save`` keeps both.
-
-    Reference: Guo, Pleiss, Sun, Weinberger, "On Calibration of Modern Neural Networks", ICML 2017.
-
-    Args:
-        model: a network returning logits.
-        scaler: a (fitted) :class:`TemperatureScaler` or :class:`~softlabels.calibration.VectorScaler`.
-
-    Example:
-        >>> import torch
-        >>> wrapped = TemperatureScaledModel(torch.nn.Identity(), TemperatureScaler(2.0))
-        >>> wrapped(torch.tensor([[4.0, 2.0]]))
-        tensor([[2., 1.]], grad_fn=<DivBackward0>)
-        >>> sorted(wrapped.state_dict())
-        ['scaler.log_temperature']
-    """
-
-    def __init__(self, model: nn.Module, scaler: nn.Module) -> None:
-        super().__init__()
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"`model` of TemperatureScaledModel must be an nn.Module; got {type(model).__name__}.")
-        from softlabels.calibration.vector import VectorScaler
-
-        if not isinstance(scaler, TemperatureScaler | VectorScaler):
-            raise TypeError(
-                "`scaler` of TemperatureScaledModel must be a TemperatureScaler or a VectorScaler; "
-                f"got {type(scaler).__name__}."
-            )
-        self.model = model
-        self.scaler = scaler
-
-    def forward(self, *args: Any, **kwargs: Any) -> Tensor:
-        """Return ``model(*args, **kwargs) / T``."""
-        return self.scaler(self.model(*args, **kwargs))
