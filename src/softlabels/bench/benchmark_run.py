@@ -37,7 +37,7 @@ from softlabels._io import atomic_write, json_safe
 from softlabels._memory import bounded_heap, release_freed_memory
 from softlabels.calibration import TemperatureScaler
 from softlabels.evaluation.evaluator import Evaluator, summarize
-from softlabels.evaluation.fitting import ObservedLogits, fit_scaler
+from softlabels.evaluation.fitting import fit_scaler
 from softlabels.evaluation.references import References, batch_references
 
 __all__ = ["EVALUATION_VERSION", "RunSpec", "execute_run", "load_result", "run_folder"]
@@ -153,11 +153,9 @@ def _batches(task: Any, loader: Any) -> Iterator[tuple[Tensor, Tensor | None, Ma
 
 def _fit_temperature(task: Any, dm: Any) -> float:
     """Temperature fitted on the validation split against the observed reference (never ``true_probs``)."""
-    stream = ObservedLogits(
-        lambda image: task.predict_logits(image, calibrated=False), dm.val_dataloader(),
-        num_classes=task.num_classes, spatial_dims=task.spatial_dims,
-    )  # fmt: skip
-    return float(fit_scaler(TemperatureScaler(), stream).temperature_)
+    from softlabels.training.inference import validation_logits
+
+    return float(fit_scaler(TemperatureScaler(), validation_logits(task, dm)).temperature_)
 
 
 def _entropy(p: Tensor) -> Tensor:

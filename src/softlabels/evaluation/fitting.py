@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
+import torch
 from torch import Tensor
 
 from softlabels.evaluation.references import ReferenceRule, batch_references
@@ -37,7 +38,6 @@ class ObservedLogits:
         reference: the reference rule (default ``"observed"``).
 
     Example:
-        >>> import torch
         >>> loader = [{"image": torch.randn(2, 3), "label": torch.tensor([0, 2])}]
         >>> stream = ObservedLogits(lambda x: x, loader, num_classes=3, spatial_dims=0)
         >>> [target.tolist() for _, target in stream]
@@ -57,8 +57,6 @@ class ObservedLogits:
         self.num_classes, self.spatial_dims, self.reference = num_classes, spatial_dims, reference
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        import torch
-
         for batch in self.loader:
             with torch.no_grad():  # per batch: grad mode must not stay off in the consumer while it is suspended
                 logits = self.logits_of(batch["image"]).float()
@@ -70,7 +68,6 @@ def fit_scaler(scaler: _Scaler, stream: ObservedLogits) -> Any:
     """Fit a streaming scaler (``TemperatureScaler``, ``VectorScaler``) on the observed stream; return it.
 
     Example:
-        >>> import torch
         >>> from softlabels.calibration import TemperatureScaler
         >>> loader = [{"image": 3 * torch.randn(64, 3), "label": torch.randint(0, 3, (64,))}]
         >>> scaler = fit_scaler(TemperatureScaler(), ObservedLogits(lambda x: x, loader, num_classes=3, spatial_dims=0))

@@ -30,7 +30,7 @@ from softlabels.training.checkpoint_io import AtomicCheckpointIO, load_checkpoin
 from softlabels.training.run import load_run
 from softlabels.training.task import SoftLabelTask
 
-__all__ = ["calibrate", "evaluate", "reference_rule", "score_split", "split_loader"]
+__all__ = ["calibrate", "evaluate", "reference_rule", "score_split", "split_loader", "validation_logits"]
 
 SPLIT_NAMES = ("train", "val", "test")
 
@@ -142,6 +142,26 @@ def evaluate(
     return write_report(result, output, sources=sources)
 
 
+def validation_logits(task: SoftLabelTask, dm: Any, *, reference: ReferenceRule = "observed") -> ObservedLogits:
+    """The validation split's re-iterable ``(uncalibrated logits, observed reference)`` stream.
+
+    Every temperature is fitted on it: ``calibrate`` and the benchmark's temperature-scaled rows.
+
+    Example:
+        >>> from softlabels.training.config import config_from_dict
+        >>> from softlabels.training.run import build_run
+        >>> config = config_from_dict({"task": "classification", "model": {"name": "small_cnn"},
+        ...     "data": {"source": "synthetic_classification", "options": {"num_items": [16, 8, 8]}}})
+        >>> dm, task = build_run(config)
+        >>> sum(len(target) for _, target in validation_logits(task, dm))
+        8
+    """
+    return ObservedLogits(
+        lambda image: task.predict_logits(image, calibrated=False), dm.val_dataloader(),
+        num_classes=task.num_classes, spatial_dims=task.spatial_dims, reference=reference,
+    )  # fmt: skip
+
+
 def calibrate(checkpoint: str | Path, output: str | Path | None = None) -> dict[str, Any]:
     """Fit temperature scaling on the validation split and write a calibrated copy of the checkpoint.
 
@@ -179,10 +199,7 @@ def calibrate(checkpoint: str | Path, output: str | Path | None = None) -> dict[
     if target.exists() and Path(checkpoint).exists() and target.samefile(checkpoint):
         raise ValueError(f"--output {str(target)!r} is the input checkpoint; write the calibrated copy elsewhere.")
     config, dm, task = load_run(checkpoint)
-    stream = ObservedLogits(
-        lambda image: task.predict_logits(image, calibrated=False), dm.val_dataloader(), num_classes=task.num_classes,
-        spatial_dims=task.spatial_dims, reference=reference_rule(config.evaluation.reference),
-    )  # fmt: skip
+    stream = validation_logits(task, dm, reference=reference_rule(config.evaluation.reference))
     before = _mean_nll(stream)
     scaler = fit_scaler(TemperatureScaler(), stream)
     state = load_checkpoint(checkpoint)
