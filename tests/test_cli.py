@@ -21,7 +21,7 @@ from softlabels.metrics.calibration import CalibrationError
 from softlabels.metrics.functional.regions import boundary_band, foreground_mask
 from softlabels.metrics.multirater import ThresholdedDice
 from softlabels.metrics.proper_scoring import BrierScore, NegativeLogLikelihood
-from softlabels.metrics.segmentation import DiceScore, HausdorffDistance95
+from softlabels.metrics.segmentation import DiceScore, HausdorffDistance95, SoftDiceScore
 
 
 def load_example(reference: str):
@@ -50,7 +50,7 @@ def direct_summary(reference: str) -> dict:
         "brier": BrierScore(3),
         "nll": NegativeLogLikelihood(3),
     }
-    dice, hd95, td = DiceScore(3), HausdorffDistance95(3), ThresholdedDice(3)
+    dice, hd95, td, soft_dice = DiceScore(3), HausdorffDistance95(3), ThresholdedDice(3), SoftDiceScore(3)
     for probs, target, spacing in load_example(reference):
         hard = target if reference == "labels" else target.argmax(1)
         for name, metric in metrics.items():
@@ -59,10 +59,12 @@ def direct_summary(reference: str) -> dict:
         dice.update(probs, hard)
         hd95.update(probs, hard, spacing=spacing)
         td.update(probs, target)
+        soft_dice.update(probs, target)  # the soft reference, or the label map (one-hot)
     out = {name: float(m.compute()) for name, m in metrics.items()}
     out["per_class"] = {
         "dice": dict(zip(["1", "2"], dice.compute().tolist(), strict=True)),
         "hd95": dict(zip(["1", "2"], hd95.compute().tolist(), strict=True)),
+        "soft_dice": dict(zip(["1", "2"], soft_dice.compute().tolist(), strict=True)),
     }
     if reference != "labels":
         out["per_class"]["thresholded_dice"] = dict(zip(["1", "2"], td.compute().tolist(), strict=True))
@@ -95,6 +97,18 @@ def test_score_example_end_to_end(tmp_path, capsys, reference):
     assert prov["inputs"]["example"] is True
     markdown = (tmp_path / "out" / "report.md").read_text()
     assert "case_003" in markdown and "![reliability diagrams](reliability.png)" in markdown
+
+
+def test_score_class_names_head_the_columns_and_a_wrong_count_is_one_error(tmp_path, capsys):
+    argv = ["score", "--example", "--output", str(tmp_path / "out"), "--no-progress"]
+    assert main([*argv, "--class-names", "background, liver,tumour"]) == 0
+    doc = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert doc["provenance"]["class_names"] == ["background", "liver", "tumour"]
+    assert set(doc["per_class"]["soft_dice"]) == set(doc["cases"][0]["per_class"]["dice"]) == {"liver", "tumour"}
+    assert " soft Dice liver | soft Dice tumour " in (tmp_path / "out" / "report.md").read_text()
+    capsys.readouterr()
+    err = run_error([*argv, "--class-names", "background,liver"], capsys)
+    assert err.startswith("softlabels score: error: `class_names`") and "['background', 'liver']" in err
 
 
 def test_parser_structure():

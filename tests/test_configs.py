@@ -15,6 +15,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import nibabel as nib
 import numpy as np
 import pytest
 import torch
@@ -40,6 +41,8 @@ FEW_STEPS = [
 def _mask(path: Path) -> np.ndarray:
     if path.suffix == ".png":
         return np.asarray(Image.open(path)) > 0
+    if path.name.endswith(".nii.gz"):
+        return np.asarray(nib.load(path).dataobj) > 0
     return np.load(path)["masks"] > 0
 
 
@@ -119,8 +122,10 @@ def test_small_config_trains_evaluates_and_predicts_through_the_cli(path, tmp_pa
     assert main([*args, "--thresholds", ",".join(levels)]) == 0
     manifest = json.loads((out / "predictions.json").read_text())
     assert manifest["thresholds"] == [0.1, 0.5, 0.9]
-    assert sorted(p.stem for p in (out / "probs").iterdir()) == sorted(c["case"] for c in doc["cases"])  # unique
-    for name in sorted((out / "probs").iterdir()):
-        probs = np.load(name)["probabilities"]
-        np.testing.assert_allclose(probs.sum(0), 1.0, atol=1e-5)
+    assert sorted(p.name.split(".")[0] for p in (out / "probs").iterdir()) == sorted(c["case"] for c in doc["cases"])
+    for name in sorted((out / "probs").iterdir()):  # npz (C first) or, for data of a known voxel size, NIfTI (C last)
+        if name.suffix == ".npz":
+            np.testing.assert_allclose(np.load(name)["probabilities"].sum(0), 1.0, atol=1e-5)
+        else:
+            np.testing.assert_allclose(np.asarray(nib.load(name).dataobj).sum(-1), 1.0, atol=1e-5)
     assert _check_nested_masks(out, levels) >= 2 * len(doc["cases"])

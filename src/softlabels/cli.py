@@ -101,6 +101,13 @@ def _add_score_arguments(parser: argparse.ArgumentParser) -> None:
     options.add_argument(
         "--spacing", type=_spacing, default=None, metavar="X,Y[,Z]", help="voxel size for HD95 (default: NIfTI header)"
     )
+    options.add_argument(
+        "--class-names",
+        metavar="NAME,NAME,...",
+        default=None,
+        help="one name per class, background first (C == 1: background,foreground): per-class columns and keys "
+        "(default: the class indices 1, 2, ...)",
+    )
     options.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -129,6 +136,7 @@ def _run_score(args: argparse.Namespace) -> int:
     from softlabels.evaluation.scoring import score_folders
 
     probs_dir, reference_dir, kind = _score_inputs(args)
+    class_names = None if args.class_names is None else [name.strip() for name in args.class_names.split(",")]
     check_report_folder(args.output, what="--output")  # before any case is read: a refused folder costs nothing
     result = score_folders(
         probs_dir,
@@ -139,6 +147,7 @@ def _run_score(args: argparse.Namespace) -> int:
         ignore_index=args.ignore_index,
         num_classes=args.num_classes,
         spacing=args.spacing,
+        class_names=class_names,
         progress=False if args.no_progress else None,
     )
     sources = {"probs": str(probs_dir), kind: str(reference_dir), "example": bool(args.example)}
@@ -199,10 +208,15 @@ def _add_checkpoint_argument(parser: argparse.ArgumentParser) -> None:
 def _add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     _add_checkpoint_argument(parser)
     parser.add_argument("--output", type=Path, required=True, metavar="DIR", help="folder for the report files")
-    parser.add_argument("--split", default="test", choices=("train", "val", "test"), help="the split (default test)")
     parser.add_argument(
-        "--data-config", type=Path, metavar="FILE", help="a YAML with a `data:` section to evaluate other data"
-    )
+        "--split", default=None, choices=("train", "val", "test"),
+        help="the split (default: the run's test split; with --data-config every case of that data)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--data-config", type=Path, metavar="FILE",
+        help="a YAML with a `data:` section to evaluate other data (a folder: its raw images through the run's "
+        "stored preprocessing, scored on their own grid)",
+    )  # fmt: skip
 
 
 def _data_override(path: Path | None) -> dict[str, object] | None:

@@ -167,9 +167,12 @@ def test_slices_lie_in_their_slabs_with_gaps_and_match_numpy(volumes, raw, fast,
         indices[name] = [s["index"] for s in ds.samples]
         for sample in ds.samples:
             assert slab_of(sample["index"], slabs[name]) is not None
-            assert sample["case"] == f"mni152_slab{sample['slab']:02d}" and sample["axis"] == axis
+            assert sample["case"] == f"mni152_slab{sample['slab']:02d}_{axis}{sample['index']:03d}"
+            assert sample["axis"] == axis
             np.testing.assert_allclose(sample["image"][0].numpy(), t1[sample["index"]], rtol=0, atol=1e-6)
             np.testing.assert_allclose(sample["soft_label"][1].numpy(), gm[sample["index"]], rtol=0, atol=1e-6)
+    names = [s["case"] for ds in datasets for s in ds.samples]
+    assert len(set(names)) == len(names)  # one name per slice: reports and prediction files never collide
     for first in indices:
         for second in indices:
             if first != second:
@@ -191,6 +194,7 @@ def test_patches_lie_entirely_in_their_slabs_with_gaps(volumes, raw):
         for sample in ds.samples:
             x, y, z = sample["origin"].tolist()
             assert z == sample["index"] and any(lo <= z and z + size[2] <= hi for lo, hi in slabs[name])
+            assert sample["case"] == f"mni152_slab{sample['slab']:02d}_x{x:03d}_y{y:03d}_z{z:03d}"
             box = np.s_[x : x + 16, y : y + 16, z : z + 16]
             assert sample["image"].shape == (1, *size) and sample["label"].shape == (1, *size)
             np.testing.assert_allclose(sample["image"][0].numpy(), t1[box], rtol=0, atol=1e-6)

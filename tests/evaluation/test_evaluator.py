@@ -15,6 +15,7 @@ from softlabels.metrics.functional import (
     dice_score,
     hausdorff_distance_95,
     negative_log_likelihood,
+    soft_dice_score,
     thresholded_dice,
 )
 from softlabels.metrics.functional.regions import boundary_band, foreground_mask
@@ -58,6 +59,7 @@ def test_pooled_values_equal_the_metrics_on_the_whole_split(n, c, seed):
     np.testing.assert_allclose(arrays["dice"], dice_score(probs, labels, num_classes=c).numpy())
     np.testing.assert_allclose(arrays["hd95"], hausdorff_distance_95(probs, labels).numpy())
     np.testing.assert_allclose(arrays["thresholded_dice"], thresholded_dice(probs, soft).numpy())
+    np.testing.assert_allclose(arrays["soft_dice"], soft_dice_score(probs, soft).numpy())
     summary = summarize(arrays)
     assert summary.keys() == values.keys()
     for name, value in values.items():
@@ -170,3 +172,38 @@ def test_an_empty_evaluator_reports_nothing_and_reset_clears():
     ev.step(_probs(3, 2, 12, 1), batch_references(batch, 2, 2))
     ev.reset()
     assert ev.compute() == {}
+
+
+def _soft_dice_reference(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """``(N, C - 1)`` Dice semimetric 2 Σ min(p, q) / (Σ p + Σ q) over the voxels, in float64 NumPy."""
+    p, q = p.astype(np.float64).reshape(*p.shape[:2], -1)[:, 1:], q.astype(np.float64).reshape(*q.shape[:2], -1)[:, 1:]
+    return 2 * np.minimum(p, q).sum(-1) / (p.sum(-1) + q.sum(-1))
+
+
+def test_soft_dice_against_the_soft_reference_per_case_per_class_and_pooled():
+    c, probs = 3, _probs(4, 3, 10, 5)
+    refs = batch_references(_batch(4, c, size=10, seed=2), c, 2)  # soft: the raters' mean
+    ev = Evaluator("segmentation", c)
+    arrays = ev.step(probs, refs)
+    expected = _soft_dice_reference(probs.numpy(), refs.soft.numpy())
+    np.testing.assert_allclose(arrays["soft_dice"], expected, rtol=1e-12)
+    assert ev.compute()["soft_dice"] == pytest.approx(expected.mean(1).mean(), abs=1e-12)
+    np.testing.assert_allclose(ev.compute_per_class()["soft_dice"], expected.mean(0), rtol=1e-12)
+    assert summarize(arrays)["soft_dice"] == pytest.approx(ev.compute()["soft_dice"], abs=1e-12)
+    same = Evaluator("segmentation", c).step(refs.soft, refs)["soft_dice"]
+    np.testing.assert_allclose(same, 1.0, rtol=1e-12)  # 1 exactly when the prediction is the soft reference
+
+
+def test_soft_dice_against_a_hard_reference_is_the_classic_soft_dice_and_drops_ignored_voxels():
+    c, probs = 3, _probs(2, 3, 10, 8)
+    labels = torch.randint(0, c, (2, 10, 10), generator=torch.Generator().manual_seed(4))
+    onehot = torch.nn.functional.one_hot(labels, c).movedim(-1, 1).double().numpy()
+    p = probs.double().numpy()
+    classic = 2 * (p * onehot).sum((2, 3)) / (p.sum((2, 3)) + onehot.sum((2, 3)))  # 2 Σ p q / (Σ p + Σ q)
+    np.testing.assert_allclose(Evaluator("segmentation", c).step(probs, References(labels))["soft_dice"],
+                               classic[:, 1:], rtol=1e-12)  # fmt: skip
+    ignored = labels.clone()
+    ignored[:, :3] = 255
+    got = Evaluator("segmentation", c, ignore_index=255).step(probs, References(ignored))["soft_dice"]
+    kept = (slice(None), slice(None), slice(3, None))
+    np.testing.assert_allclose(got, _soft_dice_reference(p[kept], onehot[kept]), rtol=1e-12)

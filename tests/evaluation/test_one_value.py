@@ -15,8 +15,8 @@ from softlabels.training.config import config_from_dict
 from softlabels.training.run import load_run, train
 
 SHARED = {
-    "ece", "ece_case_mean", "ece_classwise", "mce", "ece_foreground", "ece_boundary", "brier", "nll", "dice", "hd95",
-    "thresholded_dice",
+    "ece", "ece_case_mean", "ece_classwise", "mce", "ece_foreground", "ece_boundary", "brier", "nll", "dice",
+    "soft_dice", "hd95", "thresholded_dice",
 }  # fmt: skip
 
 
@@ -52,11 +52,12 @@ def test_score_evaluate_and_the_bench_give_one_value_per_quantity(checkpoint, tm
 
     assert main(["predict", "--checkpoint", str(checkpoint), "--output", str(tmp_path / "pred")]) == 0
     _write_soft_references(checkpoint, tmp_path / "refs")
+    _, dm, task = load_run(checkpoint)
+    names = ",".join(dm.info["class_names"])  # the names `evaluate` takes from the data, given to `score`
     argv = ["score", "--probs", str(tmp_path / "pred" / "probs"), "--ref-probs", str(tmp_path / "refs")]
-    assert main([*argv, "--output", str(tmp_path / "score"), "--no-progress"]) == 0
+    assert main([*argv, "--output", str(tmp_path / "score"), "--no-progress", "--class-names", names]) == 0
     scored = json.loads((tmp_path / "score" / "metrics.json").read_text())
 
-    _, dm, task = load_run(checkpoint)
     arrays, _, _ = evaluate_split(task, dm.test_dataloader(), 1.0)
     bench = summarize(arrays["raw"])
     ts_at_one = summarize(arrays["ts"])
@@ -67,7 +68,8 @@ def test_score_evaluate_and_the_bench_give_one_value_per_quantity(checkpoint, tm
         values = (evaluated["summary"][name], scored["summary"][name], bench[name], ts_at_one[name])
         assert all(v is not None and np.isfinite(v) for v in values), (name, values)
         assert max(values) - min(values) <= 1e-9, (name, values)
-    assert evaluated["per_class"].keys() == scored["per_class"].keys() >= {"dice", "hd95", "thresholded_dice"}
+    assert evaluated["per_class"].keys() == scored["per_class"].keys() >= {"dice", "soft_dice", "hd95"}
+    assert list(evaluated["per_class"]["soft_dice"]) == dm.info["class_names"][1:]
     for name, values in evaluated["per_class"].items():
         assert values == pytest.approx(scored["per_class"][name], abs=1e-9), name
     assert [r["case"] for r in evaluated["cases"]] == [r["case"] for r in scored["cases"]]

@@ -43,3 +43,14 @@ def test_soft_argmax_breaks_ties_to_the_lowest_class_and_one_channel_at_one_half
     assert refs.hard.tolist() == [[1, 0]] and refs.soft_argmax.tolist() == [[1, 0]]
     hard = References.from_target(torch.tensor([[2, 0]]))
     assert hard.soft is None and hard.soft_or_hard is hard.hard
+
+
+def test_a_batch_without_labels_takes_the_argmax_of_its_soft_reference():
+    soft = torch.tensor([[[0.2, 0.7], [0.8, 0.3]]])  # (N=1, C=2, 2)
+    refs = batch_references({"soft_label": soft}, 2, 1)
+    assert refs.hard.tolist() == [[1, 0]] and torch.equal(refs.soft, soft)
+    raters = torch.tensor([[[1, 0], [1, 0], [0, 0]]])  # (N, R=3, 2)
+    assert batch_references({"raters": raters}, 2, 1).hard.tolist() == [[1, 0]]
+    assert batch_references({"soft_label": soft}, 2, 1, reference="label").hard.tolist() == [[1, 0]]
+    with pytest.raises(ValueError, match="no reference"):
+        batch_references({"image": soft}, 2, 1)

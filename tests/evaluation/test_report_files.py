@@ -38,8 +38,13 @@ def small_result() -> ScoreResult:
     }
     summary = {"ece": 0.125, "ece_foreground": math.nan, "brier": 0.5, "dice": 0.75}
     cases = [
-        {"case": "a", "ece": 0.1, "ece_foreground": math.nan, "dice": 0.5,
-         "per_class": {"dice": {"1": 0.5, "2": math.nan}}},
+        {
+            "case": "a",
+            "ece": 0.1,
+            "ece_foreground": math.nan,
+            "dice": 0.5,
+            "per_class": {"dice": {"1": 0.5, "2": math.nan}},
+        },
         {"case": "b", "ece": 0.15, "ece_foreground": 0.2, "dice": 0.625, "per_class": {"dice": {"1": 1.0, "2": 0.25}}},
     ]
     settings = {"reference": "labels", "num_classes": 3, "n_bins": 5, "classes": ["1", "2"]}
@@ -104,10 +109,30 @@ def test_markdown_tables():
     assert "| ECE, top-label, reference foreground | `ece_foreground` | – |" in lines
     assert "| 1 | 0.7500 |" in lines and "| 2 | – |" in lines
     header = next(line for line in lines if line.startswith("| case |"))
-    assert header.split(" | ")[-2:] == ["Dice 1", "Dice 2 |"]
+    assert header.split(" | ")[-2:] == ["Dice argmax 1", "Dice argmax 2 |"]
     assert any(line.startswith("| a | 0.1000 |") for line in lines)
     assert "![reliability diagrams](reliability.png)" in lines
     assert "![" not in render_markdown(report_document(small_result()), image=None)
+
+
+def test_class_names_head_the_columns_and_the_dice_note_says_what_is_compared():
+    from softlabels.data.prediction_files import example_folder
+    from softlabels.evaluation.scoring import score_folders
+
+    root = example_folder()
+    names = ["background", "liver", "tumour"]
+    result = score_folders(root / "probs", root / "labels", kind="labels", class_names=names, progress=False)
+    doc = report_document(result)
+    assert doc["provenance"]["class_names"] == names and set(doc["per_class"]["soft_dice"]) == {"liver", "tumour"}
+    lines = render_markdown(doc, image=None).splitlines()
+    assert any(line.startswith("Classes: 3 (background, liver, tumour);") for line in lines)
+    header = next(line for line in lines if line.startswith("| case |")).strip("| ").split(" | ")
+    assert {"Dice argmax liver", "soft Dice tumour", "HD95 liver"} <= set(header)
+    assert "| Dice (argmax vs argmax of the reference) | `dice` |" in "\n".join(lines)
+    assert any("`soft_dice` the probabilities with its one-hot map" in line for line in lines)  # a label map
+    soft = score_folders(root / "probs", root / "raters", kind="raters", progress=False)
+    text = render_markdown(report_document(soft), image=None)
+    assert "`soft_dice` the probabilities with the soft reference." in text and "Classes: 3;" in text
 
 
 def test_figure_has_top_label_and_one_panel_per_class():

@@ -260,3 +260,70 @@ def test_soft_probability_reference_stored_with_reversed_axes(tmp_path):
     assert result.summary["ece"] == pytest.approx(0.0, abs=1e-7)
     assert result.summary["brier"] == pytest.approx(0.0, abs=1e-12)
     assert result.per_class["dice"] == {"1": 1.0, "2": 1.0} and result.summary["dice"] == 1.0
+
+
+def soft_dice_ref(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """``(C - 1,)`` soft Dice 2 Σ min(p, q) / (Σ p + Σ q) of one case ``(C, *S)`` per foreground class, float64."""
+    p, q = p.astype(np.float64).reshape(len(p), -1)[1:], q.astype(np.float64).reshape(len(q), -1)[1:]
+    return 2 * np.minimum(p, q).sum(1) / (p.sum(1) + q.sum(1))
+
+
+def test_soft_dice_against_labels_and_raters_per_case_per_class_and_dataset(dataset, tmp_path):
+    root, probs, labels = dataset
+    result = score_folders(root / "probs", root / "labels", kind="labels", progress=False)
+    onehot = np.eye(3)[labels].transpose(0, 4, 1, 2, 3)
+    p = probs.astype(np.float64)
+    classic = 2 * (p * onehot).sum((2, 3, 4)) / (p.sum((2, 3, 4)) + onehot.sum((2, 3, 4)))  # 2 Σpq / (Σp + Σq)
+    for i, row in enumerate(result.cases):
+        assert list(row["per_class"]["soft_dice"].values()) == pytest.approx(classic[i, 1:], abs=1e-12)
+        assert row["soft_dice"] == pytest.approx(classic[i, 1:].mean(), abs=1e-12)
+    assert result.summary["soft_dice"] == pytest.approx(classic[:, 1:].mean(), abs=1e-12)
+    assert list(result.per_class["soft_dice"].values()) == pytest.approx(classic[:, 1:].mean(0), abs=1e-12)
+    assert result.settings["reference_form"] == "hard"
+    rng = np.random.default_rng(9)
+    raters = np.stack([np.where(rng.uniform(size=labels.shape) < 0.2, 0, labels) for _ in range(3)])
+    for i in range(len(probs)):
+        for r in range(3):
+            write_nifti(tmp_path / "raters" / f"rater{r}", f"case{i}", raters[r, i].astype(np.uint8))
+    soft = np.eye(3)[raters].mean(0).transpose(0, 4, 1, 2, 3)
+    result = score_folders(root / "probs", tmp_path / "raters", kind="raters", progress=False)
+    expected = np.stack([soft_dice_ref(probs[i], soft[i]) for i in range(len(probs))])
+    # the rater mean is read as float32 (1/3 is not exact there): agreement to float32 precision
+    assert list(result.per_class["soft_dice"].values()) == pytest.approx(expected.mean(0), abs=1e-6)
+    assert result.summary["soft_dice"] == pytest.approx(expected.mean(), abs=1e-6)
+    assert result.settings["reference_form"] == "soft"
+
+
+def test_class_names_key_the_per_class_values_and_are_recorded(dataset):
+    root, _, _ = dataset
+    plain = score_folders(root / "probs", root / "labels", kind="labels", progress=False)
+    names = ["background", "liver", "tumour"]
+    named = score_folders(root / "probs", root / "labels", kind="labels", class_names=names, progress=False)
+    for metric, values in plain.per_class.items():
+        assert named.per_class[metric] == pytest.approx(dict(zip(names[1:], values.values(), strict=True)))
+    assert list(named.cases[0]["per_class"]["dice"]) == ["liver", "tumour"]
+    assert named.settings["class_names"] == names and named.settings["classes"] == ["liver", "tumour"]
+    assert plain.settings["class_names"] is None and plain.summary == named.summary
+
+
+@pytest.mark.parametrize(
+    ("names", "message"),
+    [
+        (["bg", "liver"], r"`class_names` of Scoring must be 3 names.*got 2: \['bg', 'liver'\]"),
+        (["bg", "liver", "liver"], r"distinct non-empty strings; got \['bg', 'liver', 'liver'\]"),
+        (["bg", "", "x"], "distinct non-empty strings"),
+        ("bg,liver,tumour", "must be a sequence of names; got 'bg,liver,tumour'"),
+    ],
+)
+def test_bad_class_names_are_one_clear_error(dataset, names, message):
+    root, _, _ = dataset
+    with pytest.raises((ValueError, TypeError), match=message):
+        score_folders(root / "probs", root / "labels", kind="labels", class_names=names, progress=False)
+
+
+def test_a_single_channel_prediction_takes_two_class_names(tmp_path):
+    probs, labels = make_cases(np.random.default_rng(7), n=1, c=2)
+    write_nifti(tmp_path / "probs", "b0", probs[0, 1])
+    write_nifti(tmp_path / "labels", "b0", labels[0].astype(np.uint8))
+    result = score_folders(tmp_path / "probs", tmp_path / "labels", kind="labels", class_names=["bg", "nodule"])
+    assert list(result.per_class["soft_dice"]) == ["nodule"]

@@ -71,6 +71,23 @@ def test_folder_sources_with_train_transforms_on_the_train_split_only(tmp_path, 
     assert first_batch(qubiq)["raters"].shape[1] == 3
 
 
+def test_folder_transforms_for_every_split_from_yaml_lists_and_class_names(tmp_path, rng):
+    make_folder(tmp_path / "seg", rng, dims=3, cases=[f"c{i}" for i in range(6)])
+    spec = [{"name": "ScaleIntensityd", "keys": ["image"], "options": {"minv": 0.0, "maxv": 2.0}}]
+    options = {"root": str(tmp_path / "seg"), "num_classes": 3, "fractions": [0.5, 0.25, 0.25]}
+    by_key = build_datamodule("folder", dict(options), task="segmentation", transforms=spec)
+    in_options = build_datamodule("folder", {**options, "transform": spec, "class_names": ["bg", "a", "b"]},
+                                  task="segmentation")  # fmt: skip
+    for dm in (by_key, in_options):  # a list under data.options.transform is built, not called ('list' object ...)
+        for dataset in (dm.train_set, dm.val_set, dm.test_set):
+            assert float(torch.as_tensor(dataset[0]["image"]).max()) == pytest.approx(2.0)
+    assert in_options.info["class_names"] == ["bg", "a", "b"] and in_options.test_set.info["class_names"][2] == "b"
+    with pytest.raises(ValueError, match="class_names must list 3 names"):
+        build_datamodule("folder", {**options, "class_names": ["bg"]}, task="segmentation")
+    with pytest.raises(ValueError, match=r"data.transforms are supported for .* only; got source 'mni152'"):
+        build_datamodule("mni152", {}, task="segmentation", transforms=spec)
+
+
 def test_image_folder_and_medmnist_sources(tmp_path, rng):
     make_image_folder(tmp_path / "images", rng, per_class=4)
     dm = build_datamodule("image_folder", {"root": str(tmp_path / "images"), "size": [8, 8]}, task="classification",
@@ -103,7 +120,7 @@ def test_transforms_by_name():
                 task="segmentation",
                 train_transforms=[{"name": "RandFlipd"}],
             ),
-            "folder sources only",
+            "only; got source",
         ),
         (lambda: build_transforms([{"name": "RandFlip_d"}]), "RandFlipd"),
         (lambda: build_transforms([{"name": "RandFlipd", "key": ["image"]}]), "unknown key\\(s\\) \\['key'\\]"),

@@ -45,8 +45,10 @@ def test_calibrate_fits_the_nll_optimal_temperature_and_stores_it(trained, tmp_p
     summary = calibrate(trained, target)
     _, dm, task = load_run(trained)
     with torch.no_grad():  # the observed reference: the rater mean (never the synthetic p*)
-        pairs = [(task.model(b["image"]).double(), batch_references(b, task.num_classes, 2).soft.double())
-                 for b in dm.val_dataloader()]
+        pairs = [
+            (task.model(b["image"]).double(), batch_references(b, task.num_classes, 2).soft.double())
+            for b in dm.val_dataloader()
+        ]
 
     def nll(t):
         return sum(-(q * torch.log_softmax(z / math.exp(t), 1)).sum().item() for z, q in pairs)
@@ -98,5 +100,9 @@ def test_calibrate_gives_the_same_temperature_with_and_without_true_probs(traine
 def test_evaluate_on_other_data_through_an_override(trained, tmp_path):
     other = {"data": {"source": "synthetic_segmentation", "options": {"shape": [32, 32], "num_cases": [4, 2, 3]},
                       "batch_size": 2}}  # fmt: skip
-    paths = evaluate(trained, tmp_path / "other", overrides=other)
+    paths = evaluate(trained, tmp_path / "other", overrides=other)  # other data: all of it unless a split is named
+    document = json.loads(paths["json"].read_text())
+    assert len(document["cases"]) == 9 and document["provenance"]["inputs"]["split"] == "all"
+    assert len({row["case"] for row in document["cases"]}) == 9
+    paths = evaluate(trained, tmp_path / "other-test", overrides=other, split="test")
     assert len(json.loads(paths["json"].read_text())["cases"]) == 3

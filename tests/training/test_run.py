@@ -43,6 +43,32 @@ def test_train_writes_checkpoints_logs_config_and_final_metrics(tmp_path):
     assert all(0 <= stored[k] <= 1 for k in ("val/dice", "val/ece"))
 
 
+def test_an_empty_training_split_is_one_clear_error_and_writes_nothing(tmp_path):
+    import numpy as np
+
+    from tests.data.test_folders import make_folder
+
+    make_folder(tmp_path / "seg", np.random.default_rng(0), dims=2, cases=["a", "b", "c", "d"])
+    data = {"source": "folder", "options": {"root": str(tmp_path / "seg"), "num_classes": 3, "fractions": [0, 0, 1]}}
+    with pytest.raises(ValueError, match="training split is empty"):
+        train(seg_config(tmp_path / "run", data=data))
+    assert not (tmp_path / "run").exists()
+
+
+def test_load_model_rebuilds_the_trained_model_without_its_data(tmp_path):
+    from softlabels.training.run import load_model
+
+    train(seg_config(tmp_path / "run", trainer={"max_epochs": 1, **QUIET}))
+    checkpoint = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    _, _, with_data = load_run(checkpoint)
+    config, alone = load_model(checkpoint)
+    assert config.method.name == "svls" and alone.data_shape == with_data.data_shape
+    assert alone.input_pipeline == with_data.input_pipeline == {**alone.input_pipeline, "spatial_dims": 2}
+    image = torch.rand(2, 1, 24, 24)
+    with torch.no_grad():
+        torch.testing.assert_close(alone.predict_logits(image), with_data.predict_logits(image))
+
+
 def test_classification_run_and_ols_state_in_the_checkpoint(tmp_path):
     config = config_from_dict({
         "task": "classification", "seed": 1, "output_dir": str(tmp_path / "cls"),
@@ -121,3 +147,55 @@ def test_tfkd_self_loads_its_teacher_from_a_checkpoint_and_refuses_to_train_with
     with pytest.raises(ValueError, match=r"'tfkd_self' needs a trained teacher: set `method.teacher_checkpoint`"):
         train(no_teacher)
     assert not (tmp_path / "alone").exists()  # refused before anything was written
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_make_trainer_shows_a_plain_progress_bar_on_a_terminal_only(tmp_path, monkeypatch, terminal):
+    import lightning.pytorch.trainer.connectors.callback_connector as connector
+    from lightning.pytorch.callbacks import ModelSummary, TQDMProgressBar
+
+    from softlabels.training.config import RunConfig
+    from softlabels.training.run import make_trainer
+
+    monkeypatch.setattr(connector, "_RICH_AVAILABLE", True)  # a user environment with rich: still plain text
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: terminal)
+    trainer = make_trainer(RunConfig(output_dir=str(tmp_path)))
+    assert RunConfig().trainer.enable_progress_bar is None
+    assert type(trainer.progress_bar_callback) is (TQDMProgressBar if terminal else type(None))
+    assert [type(c) for c in trainer.callbacks if isinstance(c, ModelSummary)] == [ModelSummary]
+    forced = make_trainer(RunConfig(output_dir=str(tmp_path)), enable_progress_bar=True, enable_model_summary=False)
+    assert type(forced.progress_bar_callback) is TQDMProgressBar
+    assert not any(isinstance(c, ModelSummary) for c in forced.callbacks)
+
+
+def test_make_trainer_silences_exactly_the_lightning_noise(tmp_path):
+    import logging
+    import warnings
+
+    from lightning.fabric.utilities.warnings import PossibleUserWarning
+
+    from softlabels.training.config import RunConfig
+    from softlabels.training.run import make_trainer
+
+    make_trainer(RunConfig(output_dir=str(tmp_path)), enable_progress_bar=False)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("default")  # what a plain `python -m softlabels` starts with, before make_trainer
+        make_trainer(RunConfig(output_dir=str(tmp_path)), enable_progress_bar=False)
+        leaf = "`isinstance(treespec, LeafSpec)` is deprecated, use `isinstance(treespec, TreeSpec)` instead."
+        warnings.warn_explicit(leaf, FutureWarning, "_pytree.py", 21, module="lightning.pytorch.utilities._pytree")
+        warnings.warn_explicit(leaf, FutureWarning, "mine.py", 1, module="mine")  # the same text elsewhere: kept
+        interval = "The number of training batches (2) is smaller than the logging interval Trainer(...)."
+        warnings.warn_explicit(interval, PossibleUserWarning, "fit_loop.py", 321, module="lightning.pytorch.loops")
+        warnings.warn_explicit("does not have many workers", PossibleUserWarning, "x.py", 1, module="lightning")
+    assert [(str(w.message)[:26], w.filename) for w in seen] == [
+        (leaf[:26], "mine.py"),
+        ("does not have many workers", "x.py"),
+    ]
+    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    lines = ["💡 Tip: try litlogger", "TPU available: False, using: 0 TPU cores", "GPU available: False, used: False"]
+    kept = [
+        line
+        for line in lines
+        if all(f.filter(logger.makeRecord("x", 20, "f", 1, line, (), None)) for f in logger.filters)
+    ]
+    assert kept == ["GPU available: False, used: False"]

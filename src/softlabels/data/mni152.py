@@ -33,6 +33,7 @@ from nibabel.filebasedimages import ImageFileError
 
 from softlabels._options import look_up_option
 from softlabels.data.datamodule import SampleDataset, SoftLabelDataModule
+from softlabels.data.input_pipeline import InputPipeline, area_downsample, voxel_spacing
 from softlabels.data.splits import SPLITS, _check_fractions
 
 __all__ = [
@@ -249,24 +250,6 @@ def mni152_soft_target(volumes: MNI152Volumes, *, num_classes: int = 3, brain_th
     return np.stack([np.where(mask, 0.0, other), np.where(mask, other, 0.0), volumes.gm, volumes.wm])
 
 
-def _area_downsample(volume: np.ndarray, factor: int, *, fill: float | Sequence[float] = 0.0) -> np.ndarray:
-    """Mean of ``factor``-wide blocks of every spatial axis of ``(C, *spatial)``, ends padded with per-channel ``fill``.
-
-    Area averaging keeps soft targets on the simplex (never nearest-neighbour on soft maps); block ``i``'s centre is
-    original voxel ``f·i + (f − 1)/2``.
-    """
-    volume = np.asarray(volume, dtype=np.float64)
-    fills = np.broadcast_to(np.asarray(fill, dtype=np.float64), volume.shape[:1])
-    padded = [-(-size // factor) * factor for size in volume.shape[1:]]
-    blocks = [v for size in padded for v in (size // factor, factor)]
-    out = []
-    for channel, value in zip(volume, fills, strict=True):
-        work = np.full(padded, value)
-        work[tuple(slice(0, s) for s in channel.shape)] = channel
-        out.append(work.reshape(blocks).mean(axis=tuple(range(1, 2 * channel.ndim, 2))))
-    return np.stack(out)
-
-
 def _slab_counts(num_slabs: int, fractions: tuple[float, ...]) -> list[int]:
     positive = [f > 0 for f in fractions]
     if num_slabs < sum(positive):
@@ -382,8 +365,8 @@ def _working_grid(vol: MNI152Volumes, opts: _Options) -> tuple[np.ndarray, np.nd
     soft = mni152_soft_target(vol, num_classes=opts.num_classes, brain_threshold=opts.brain_threshold)
     t1, mask = vol.t1, (vol.t1 > opts.brain_threshold).astype(np.float64)
     if opts.downsample > 1:
-        soft = _area_downsample(soft, opts.downsample, fill=np.eye(opts.num_classes)[0])
-        t1, mask = _area_downsample(np.stack([t1, mask]), opts.downsample)
+        soft = area_downsample(soft, opts.downsample, fill=np.eye(opts.num_classes)[0])
+        t1, mask = area_downsample(np.stack([t1, mask]), opts.downsample)
     return t1, soft, mask >= 0.5
 
 
@@ -417,7 +400,10 @@ def _normalise(t1: np.ndarray, brain: np.ndarray, slabs: Slabs, axis: int, opts:
 
 
 def _sample(image: torch.Tensor, soft: torch.Tensor, label: torch.Tensor, slab: int, **position: Any) -> dict[str, Any]:
-    return dict(image=image, soft_label=soft, label=label, case=f"mni152_slab{slab:02d}", slab=slab, **position)
+    origin = position.get("origin")  # a patch is named by its corner, a slice by its axis and index (working grid)
+    parts = zip("xyz", origin.tolist(), strict=True) if origin is not None else [(position["axis"], position["index"])]
+    case = "_".join([f"mni152_slab{slab:02d}", *(f"{a}{o:03d}" for a, o in parts)])
+    return dict(image=image, soft_label=soft, label=label, case=case, slab=slab, **position)
 
 
 def _slabs_over(counts: np.ndarray, minimum: int, opts: _Options) -> Slabs:
@@ -478,6 +464,7 @@ def _patch_samples(t1: np.ndarray, soft: np.ndarray, brain: np.ndarray, opts: _O
 def _info(vol: MNI152Volumes, opts: _Options, slabs: Slabs, extra: dict[str, Any]) -> dict[str, Any]:
     scale = np.diag([opts.downsample] * 3 + [1.0])
     scale[:3, 3] = (opts.downsample - 1) / 2 + np.asarray(extra.get("offsets", [0, 0, 0])) * opts.downsample
+    sizes = [s * opts.downsample for s in voxel_spacing(vol.affine)]  # mm
     return {
         "task": "segmentation",
         "num_classes": opts.num_classes,
@@ -493,8 +480,21 @@ def _info(vol: MNI152Volumes, opts: _Options, slabs: Slabs, extra: dict[str, Any
         "slabs": {name: [(lo, hi) for lo, hi, split in slabs if split == name] for name in SPLITS},
         "config": asdict(opts),
         "affine": (vol.affine @ scale).tolist(),
+        "spacing": [s for a, s in enumerate(sizes) if opts.mode == "patches" or a != _AXES[opts.axis]],  # a sample's
+        "input_pipeline": _input_pipeline(vol, opts, extra).to_dict(),
         **extra,
     }
+
+
+def _input_pipeline(vol: MNI152Volumes, opts: _Options, extra: dict[str, Any]) -> InputPipeline:
+    """How a new T1 volume is prepared as these samples were (a brain-dependent crop becomes a pad to the multiple)."""
+    slices = opts.mode == "slices"
+    normalize = (extra["normalize_mean"], extra["normalize_std"]) if "normalize_mean" in extra else None
+    return InputPipeline(
+        2 if slices else 3, orientation="".join(nib.aff2axcodes(vol.affine)),
+        spacing=tuple(s * opts.downsample for s in voxel_spacing(vol.affine)), intensity="max", normalize=normalize,
+        size_multiple=opts.size_multiple if slices else None, slice_axis=_AXES[opts.axis] if slices else None,
+    )  # fmt: skip
 
 
 def mni152_datasets(
@@ -526,8 +526,9 @@ def mni152_datasets(
     A slice or patch (on the ``stride`` grid, inside one slab) is kept with ``≥ min_brain_voxels`` brain voxels.
     Samples: ``"image"`` ``(1, *spatial)`` float32 (T1 in [0, 1], or z-scored by the training slabs' brain voxels),
     ``"soft_label"`` ``(C, *spatial)`` float32, ``"label"`` ``(1, *spatial)`` int64 (argmax, first class on ties),
-    ``"case"`` (slab id), ``"slab"``, ``"axis"``, ``"index"`` (slice, or patch start, on the split axis), for patches
-    ``"origin"``; no ``"true_probs"``. Tensors are views of shared volumes: transforms must not write in place.
+    ``"case"`` (slab and position: ``mni152_slab02_axial045``, a patch ``mni152_slab02_x000_y016_z032``), ``"slab"``,
+    ``"axis"``, ``"index"`` (slice, or patch start, on the split axis), for patches ``"origin"``; no ``"true_probs"``.
+    Tensors are views of shared volumes: transforms must not write in place.
 
     Args:
         volumes: loaded maps (``None``: :func:`load_mni152` of ``root``).

@@ -3,8 +3,8 @@
 :meth:`Evaluator.step` takes ``probs (N, C, *spatial)`` (classification ``(N, C)``) and their
 :class:`~softlabels.evaluation.references.References`, computes the **per-case arrays** of the batch — one fused
 calibration pass (:func:`~softlabels.metrics.functional.calibration_pass`) for the top-label, classwise, foreground
-and boundary-band histograms, Brier and NLL; Dice, HD95, the QUBIQ Dice and GED per case — adds their sums to the
-state and returns them, so a caller can keep per-case rows (small arrays) while the volumes are dropped.
+and boundary-band histograms, Brier and NLL; Dice, soft Dice, HD95, the QUBIQ Dice and GED per case — adds their
+sums to the state and returns them, so a caller can keep per-case rows (small arrays) while the volumes are dropped.
 :meth:`Evaluator.compute` gives the dataset values by the pooling rules of :mod:`softlabels.evaluation.spec`;
 :func:`summarize` gives the same values from stored per-case arrays (the benchmark's ``cases.npz``), so a value
 never depends on which command produced it.
@@ -38,6 +38,7 @@ from softlabels.metrics.functional import (
     foreground_mask,
     generalized_energy_distance,
     hausdorff_distance_95,
+    soft_dice_score,
     thresholded_dice,
 )
 from softlabels.metrics.functional.calibration import (
@@ -67,7 +68,8 @@ Example:
     >>> HISTOGRAMS["ece_boundary"]
     'hist_band'
 """
-_CASE_METRICS = ("dice", "hd95", "thresholded_dice", "ged", "top1", "top5")
+_CASE_METRICS = ("dice", "soft_dice", "hd95", "thresholded_dice", "ged", "top1", "top5")
+_PER_CLASS = ("dice", "soft_dice", "hd95", "thresholded_dice")
 CASE_BY_CASE = 2**20
 """Probabilities per case above which a batch is evaluated one case at a time (bounded transient memory).
 
@@ -253,7 +255,7 @@ class Evaluator(Metric):
             self.add_state(key, torch.zeros((), dtype=torch.float64), "sum")
         self.add_state("ece_case_count", torch.zeros((), dtype=torch.int64), "sum")
         for name in _CASE_METRICS:
-            width = foreground if name in ("dice", "hd95", "thresholded_dice") else 1
+            width = foreground if name in _PER_CLASS else 1
             self.add_state(f"{name}_sum", torch.zeros(width, dtype=torch.float64), "sum")
             self.add_state(f"{name}_count", torch.zeros(width, dtype=torch.int64), "sum")
             self.add_state(f"{name}_case_sum", torch.zeros((), dtype=torch.float64), "sum")
@@ -278,9 +280,7 @@ class Evaluator(Metric):
             return {key: np.concatenate([part[key] for part in parts], axis=0) for key in parts[0]}
         return self._batch_arrays(probs, refs, spacing)
 
-    def _batch_arrays(
-        self, probs: Tensor, refs: References, spacing: Sequence[float] | None
-    ) -> dict[str, np.ndarray]:
+    def _batch_arrays(self, probs: Tensor, refs: References, spacing: Sequence[float] | None) -> dict[str, np.ndarray]:
         refs = refs.to(probs.device)
         target = refs.soft_or_hard
         labels = refs.soft_argmax
@@ -314,6 +314,8 @@ class Evaluator(Metric):
         out: dict[str, np.ndarray] = {}
         if "dice" in self.names:
             out["dice"] = dice_score(probs, labels, num_classes=c, ignore_index=ignore).cpu().numpy()
+        if "soft_dice" in self.names:
+            out["soft_dice"] = self._soft_dice(probs, refs)
         if "hd95" in self.names:
             out["hd95"] = hausdorff_distance_95(probs, labels, spacing=space, ignore_index=ignore).cpu().numpy()
         if refs.soft is not None and "thresholded_dice" in self.names:
@@ -334,6 +336,19 @@ class Evaluator(Metric):
                 out["ref_fraction"] = ref_onehot[:, 1:].cpu().numpy()
         return out
 
+    def _soft_dice(self, probs: Tensor, refs: References) -> np.ndarray:
+        """Soft Dice ``(N, C - 1)`` of the probabilities against the soft reference (a hard one: its one-hot map).
+
+        :func:`~softlabels.metrics.functional.soft_dice_score`, the one definition: ``2 Σ min(p, q) / (Σ p + Σ q)``
+        (the Dice semimetric), which is ``2 Σ p q / (Σ p + Σ q)`` against a one-hot reference. Voxels labelled
+        ``ignore_index`` are dropped.
+        """
+        keep = None if self.ignore_index is None else refs.hard != self.ignore_index
+        target = refs.soft if refs.soft is not None else refs.hard
+        if keep is not None and refs.soft is None:
+            target = torch.where(keep, target, 0)  # dropped by the mask; any valid label passes the value check
+        return soft_dice_score(probs, target, mask=keep).cpu().numpy()
+
     # ------------------------------------------------------------------ Metric API
     def step(
         self, probs: Tensor, refs: References, *, spacing: Sequence[float] | None = None, features: Tensor | None = None
@@ -349,7 +364,8 @@ class Evaluator(Metric):
         Returns:
             The per-case arrays (first axis: the ``N`` cases): ``hist_ece``, ``hist_cece`` (``(N, rows, n_bins,
             3)``), ``hist_fg``, ``hist_band`` (segmentation), ``voxels``, ``nll`` and ``brier`` (voxel means),
-            ``dice``/``hd95``/``thresholded_dice`` (``(N, C - 1)``), ``ged``, ``top1``/``top5`` (classification),
+            ``dice``/``soft_dice``/``hd95``/``thresholded_dice`` (``(N, C - 1)``), ``ged``, ``top1``/``top5``
+            (classification),
             and with ``curves`` ``dice_curve``, ``pred_fraction``, ``ref_fraction``.
         """
         with torch.no_grad():

@@ -118,7 +118,8 @@ def batch_references(
 
     Args:
         batch: a batch with ``"label"`` (``(N, *spatial)`` or ``(N, 1, *spatial)``) and optionally ``"soft_label"``,
-            ``"raters"`` (``(N, R, *spatial)``) and ``"true_probs"``.
+            ``"raters"`` (``(N, R, *spatial)``) and ``"true_probs"``. Without ``"label"`` (a folder with ``probs/``
+            or ``raters/`` but no ``labels/``) the label is the argmax of the observed soft reference.
         num_classes: classes ``C``.
         spatial_dims: 2 or 3 (segmentation), 0 (classification).
         reference: ``"observed"`` (soft label, else rater mean), ``"label"`` (no soft reference) or
@@ -133,10 +134,6 @@ def batch_references(
         [[0.25, 0.75], [0.5, 0.5]]
     """
     reference = look_up_option("reference", reference, REFERENCE_RULES, where="batch_references")  # type: ignore[assignment]
-    label = batch["label"]
-    if label.ndim == spatial_dims + 2 and label.shape[1] == 1:
-        label = label[:, 0]
-    hard = label.long()
     raters = batch.get("raters")
     raters = raters.long() if isinstance(raters, Tensor) else None
     soft: Tensor | None = None
@@ -151,4 +148,15 @@ def batch_references(
             soft = value.float()
         elif raters is not None:
             soft = torch.nn.functional.one_hot(raters, num_classes).float().mean(1).movedim(-1, 1).contiguous()
+    label = batch.get("label")
+    if not isinstance(label, Tensor):  # a folder with probs/ or raters/ but no labels/: the soft reference's argmax
+        observed = soft
+        if observed is None and reference != "observed":
+            observed = batch_references(batch, num_classes, spatial_dims).soft
+        if observed is None:
+            raise ValueError("the data has no reference: no 'label', 'soft_label' or 'raters' in its samples.")
+        return References(labels_of(observed), soft, raters)
+    if label.ndim == spatial_dims + 2 and label.shape[1] == 1:
+        label = label[:, 0]
+    hard = label.long()
     return References(hard, soft, raters)

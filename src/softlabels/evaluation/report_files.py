@@ -57,6 +57,21 @@ SHORT: dict[str, str] = {
     "top5": "Top-5",
 }
 """Per-case table columns (the other scalar metrics appear in the dataset table only)."""
+CLASS_SHORT: dict[str, str] = {
+    "dice": "Dice argmax",
+    "soft_dice": "soft Dice",
+    "hd95": "HD95",
+    "thresholded_dice": "thr. Dice",
+}
+"""Per-case table column prefix of each per-class metric (``"<prefix> <class>"``)."""
+_FORMS = {
+    "soft": "`dice` compares the argmax prediction with the argmax of the soft reference; `soft_dice` the "
+    "probabilities with the soft reference.",
+    "hard": "The reference is a label map: `dice` compares the argmax prediction with it, `soft_dice` the "
+    "probabilities with its one-hot map.",
+    "mixed": "Some cases have a soft reference, some a label map: `dice` compares the argmax prediction with the "
+    "argmax of the reference; `soft_dice` the probabilities with the soft reference (a label map: its one-hot map).",
+}
 
 
 def report_document(result: ScoreResult, *, sources: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -104,7 +119,7 @@ def _per_case_table(doc: Mapping[str, Any], classes: list[str]) -> list[str]:
     scalar = [m for m in SHORT if cases and m in cases[0]]
     per_class = list(cases[0].get("per_class", {})) if cases else []
     header = ["case", *(SHORT[m] for m in scalar)]
-    header += [f"{metric_spec(m).title.split(' (')[0]} {c}" for m in per_class for c in classes]
+    header += [f"{CLASS_SHORT.get(m, metric_spec(m).title.split(' (')[0])} {c}" for m in per_class for c in classes]
     rows = [
         [str(r["case"]), *(_fmt(r.get(m)) for m in scalar)]
         + [_fmt(r["per_class"].get(m, {}).get(c)) for m in per_class for c in classes]
@@ -130,11 +145,12 @@ def render_markdown(doc: Mapping[str, Any], *, image: str | None = PNG_NAME, cap
     prov, summary = doc["provenance"], doc["summary"]
     classes = [str(c) for c in prov.get("classes", [])]
     inputs = ", ".join(f"{k} `{v}`" for k, v in prov.get("inputs", {}).items()) or "–"
+    names = f" ({', '.join(map(str, prov['class_names']))})" if prov.get("class_names") else ""
     lines = [
         "# softlabels score report",
         "",
         f"{prov['n_cases']} case(s); reference: {prov.get('reference')}; inputs: {inputs}.  ",
-        f"Classes: {prov.get('num_classes')}; bins: {prov.get('n_bins')}; boundary band: "
+        f"Classes: {prov.get('num_classes')}{names}; bins: {prov.get('n_bins')}; boundary band: "
         f"{prov.get('boundary_width')} voxel(s); ignore_index: {prov.get('ignore_index')}; "
         f"softlabels {prov.get('softlabels_version')}, {prov.get('created')}.",
         "",
@@ -142,6 +158,8 @@ def render_markdown(doc: Mapping[str, Any], *, image: str | None = PNG_NAME, cap
         "",
         *_table(["metric", "name", "value"], [[metric_spec(k).title, f"`{k}`", _fmt(v)] for k, v in summary.items()]),
     ]
+    if "dice" in summary or "soft_dice" in summary:
+        lines += ["", _FORMS.get(str(prov.get("reference_form")), _FORMS["mixed"])]
     per_class = doc.get("per_class") or {}
     if per_class:
         rows = [[c, *(_fmt(per_class[m].get(c)) for m in per_class)] for c in classes]

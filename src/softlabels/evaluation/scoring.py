@@ -47,8 +47,11 @@ class ScoreResult:
         cases: one row per case: ``{"case": name, <metric>: float, "per_class": {metric: {class: float}},
             "spacing": [...] or None}``.
         diagrams: reliability-diagram data, ``"top_label"`` and ``"classwise"``.
-        settings: the options used (``n_bins``, ``boundary_width``, ``ignore_index``, ``num_classes``, ...).
-        per_class: dataset values of the per-class metrics, ``{metric: {class: float}}``.
+        settings: the options used (``n_bins``, ``boundary_width``, ``ignore_index``, ``num_classes``, ``classes``
+            (the per-class keys), ``class_names`` (the names given, or ``None``), ``reference_form`` (``"soft"``,
+            ``"hard"`` — a label map, against whose one-hot map ``soft_dice`` is scored — or ``"mixed"``), ...).
+        per_class: dataset values of the per-class metrics, ``{metric: {class: float}}``; a class is keyed by its
+            name when :class:`Scoring` was given ``class_names``, else by its index (``"1"``, ``"2"``, ...).
 
     NaN marks a value without data (e.g. the foreground ECE of a case without foreground).
 
@@ -80,27 +83,71 @@ def _row_value(spec: MetricSpec, arrays: dict[str, np.ndarray], i: int) -> float
     return float(case_values({name: arrays[name][i : i + 1]}, name)[0])
 
 
+def _check_class_names(class_names: Sequence[str] | None, num_classes: int, *, where: str) -> list[str] | None:
+    """The class names as a list, checked: one non-empty, distinct name per class (index 0: the background).
+
+    ``num_classes`` is the channels ``C`` of the predictions; a single channel (a binary foreground probability)
+    has two classes, background and foreground.
+
+    Raises:
+        ValueError: not one name per class, an empty or repeated name (the value is named).
+        TypeError: a string or not a sequence.
+
+    Example:
+        >>> _check_class_names(["background", "tumour"], 1, where="Scoring")
+        ['background', 'tumour']
+        >>> try:
+        ...     _check_class_names(["a", "b"], 3, where="Scoring")
+        ... except ValueError as err:
+        ...     print(str(err).split(";")[-1])
+         got 2: ['a', 'b'].
+    """
+    if class_names is None:
+        return None
+    if isinstance(class_names, str) or not isinstance(class_names, Sequence):
+        raise TypeError(f"`class_names` of {where} must be a sequence of names; got {class_names!r}.")
+    names, expected = list(class_names), max(num_classes, 2)
+    if len(names) != expected:
+        raise ValueError(
+            f"`class_names` of {where} must be {expected} names, one per class (0: background; the predictions "
+            f"have {num_classes} channel(s)); got {len(names)}: {names!r}."
+        )
+    if any(not isinstance(n, str) or not n.strip() for n in names) or len(set(names)) != len(names):
+        raise ValueError(f"`class_names` of {where} must be distinct non-empty strings; got {names!r}.")
+    return names
+
+
 class Scoring:
     """Per-case rows and the dataset result of a stream of cases, through one :class:`Evaluator`.
 
     Args:
         evaluator: the evaluator (task, classes, bins, band width, ignore index).
         keep_rows: keep one row per case (``False`` for classification items).
+        class_names: one name per class, index 0 the background (a data source's ``info["class_names"]``): the
+            per-class keys and report columns of the foreground classes; ``None``: their indices ``"1"``, ``"2"``, ...
+
+    Raises:
+        ValueError: ``class_names`` is not one distinct, non-empty name per class (the names given are quoted).
+        TypeError: ``class_names`` is a string or not a sequence.
 
     Example:
-        >>> scoring = Scoring(Evaluator("segmentation", 2, spatial_dims=2))
+        >>> scoring = Scoring(Evaluator("segmentation", 2, spatial_dims=2), class_names=["background", "lesion"])
         >>> probs = torch.full((1, 2, 4, 4), 0.5)
         >>> scoring.add(["a"], probs, References(torch.zeros(1, 4, 4, dtype=torch.long)))
         >>> result = scoring.result()
-        >>> result.summary["ece"], result.cases[0]["case"]
-        (0.5, 'a')
+        >>> result.summary["ece"], result.cases[0]["case"], list(result.per_class["dice"])
+        (0.5, 'a', ['lesion'])
     """
 
-    def __init__(self, evaluator: Evaluator, *, keep_rows: bool = True) -> None:
+    def __init__(
+        self, evaluator: Evaluator, *, keep_rows: bool = True, class_names: Sequence[str] | None = None
+    ) -> None:
         self.evaluator, self.keep_rows = evaluator, keep_rows
         c = evaluator.num_classes
-        self.class_names = [str(k) for k in range(1, max(c, 2))]
+        self.class_names = _check_class_names(class_names, c, where="Scoring")
+        self.classes = self.class_names[1:] if self.class_names else [str(k) for k in range(1, max(c, 2))]
         self.rows: list[dict[str, Any]] = []
+        self._forms: set[str] = set()  # "soft" / "hard": the forms of the references seen
 
     def add(
         self,
@@ -112,6 +159,7 @@ class Scoring:
     ) -> None:
         """Add the cases of a batch (``names`` in batch order)."""
         arrays = self.evaluator.step(probs, refs, spacing=spacing, features=features)
+        self._forms.add("hard" if refs.soft is None else "soft")
         if not self.keep_rows:
             return
         for i, name in enumerate(names):
@@ -124,7 +172,7 @@ class Scoring:
                 row[spec.name] = value
                 if spec.per_class:
                     values = np.asarray(arrays[spec.name][i], dtype=np.float64).reshape(-1)
-                    per_class[spec.name] = dict(zip(self.class_names, map(float, values), strict=True))
+                    per_class[spec.name] = dict(zip(self.classes, map(float, values), strict=True))
             row["per_class"] = per_class
             row["spacing"] = None if spacing is None else [float(s) for s in spacing]
             self.rows.append(row)
@@ -133,11 +181,12 @@ class Scoring:
         """The :class:`ScoreResult` of every case added."""
         ev = self.evaluator
         per_class = {
-            name: dict(zip(self.class_names, values, strict=True)) for name, values in ev.compute_per_class().items()
+            name: dict(zip(self.classes, values, strict=True)) for name, values in ev.compute_per_class().items()
         }
         base = {
             "num_classes": ev.num_classes, "n_bins": ev.n_bins, "boundary_width": ev.boundary_width,
-            "ignore_index": ev.ignore_index, "classes": self.class_names,
+            "ignore_index": ev.ignore_index, "classes": self.classes, "class_names": self.class_names,
+            "reference_form": "mixed" if len(self._forms) > 1 else next(iter(self._forms), None),
         }  # fmt: skip
         return ScoreResult(ev.compute(), self.rows, ev.reliability_diagrams(), {**base, **(settings or {})}, per_class)
 
@@ -173,6 +222,7 @@ def score_cases(
     ignore_index: int | None = None,
     num_classes: int | None = None,
     spacing: Sequence[float] | None = None,
+    class_names: Sequence[str] | None = None,
     progress: bool | None = None,
 ) -> ScoreResult:
     """Score the cases one at a time: read, update the streaming metrics, drop.
@@ -186,14 +236,16 @@ def score_cases(
         num_classes: channels ``C`` of every prediction; ``None`` takes the first case's.
         spacing: voxel size for HD95; ``None`` reads it per case from the NIfTI headers (the prediction's, which
             a NIfTI reference must share; else the reference's; else 1).
+        class_names: one name per class (index 0 the background), the per-class keys; ``None``: ``"1"``, ``"2"``...
         progress: show a tqdm bar; ``None`` shows it on a terminal only.
 
     Returns:
         The :class:`ScoreResult`.
 
     Raises:
-        ValueError: bad option, no case, unreadable file, invalid values, or a NIfTI reference on another voxel grid
-            than its prediction (the case or file is named; see :mod:`softlabels.data.prediction_files`).
+        ValueError: bad option, no case, unreadable file, invalid values, a NIfTI reference on another voxel grid
+            than its prediction (the case or file is named; see :mod:`softlabels.data.prediction_files`), or not one
+            class name per class.
 
     Example:
         >>> import tempfile
@@ -226,8 +278,9 @@ def score_cases(
             del case  # before the next case is read: one case in memory at a time
 
     result = score_predictions(
-        loaded(), soft=soft, n_bins=n_bins, boundary_width=boundary_width, ignore_index=ignore_index, spacing=spacing
-    )
+        loaded(), soft=soft, n_bins=n_bins, boundary_width=boundary_width, ignore_index=ignore_index, spacing=spacing,
+        class_names=class_names,
+    )  # fmt: skip
     result.settings["reference"] = kind
     return result
 
@@ -240,6 +293,7 @@ def score_predictions(
     boundary_width: float = 2.0,
     ignore_index: int | None = None,
     spacing: Sequence[float] | None = None,
+    class_names: Sequence[str] | None = None,
 ) -> ScoreResult:
     """Score predictions already in memory, one :class:`~softlabels.data.prediction_files.Case` at a time.
 
@@ -253,12 +307,13 @@ def score_predictions(
         boundary_width: half-width of the boundary band, in voxels.
         ignore_index: label whose voxels are dropped (label-map targets only).
         spacing: voxel size for HD95; ``None`` uses each case's own (else 1).
+        class_names: one name per class (index 0 the background), the per-class keys (:class:`Scoring`).
 
     Returns:
         The :class:`ScoreResult`.
 
     Raises:
-        ValueError: no case, or invalid values (the case is named).
+        ValueError: no case, invalid values (the case is named), or not one class name per class.
 
     Example:
         >>> probs = torch.full((1, 2, 4, 4), 0.5)
@@ -275,7 +330,7 @@ def score_predictions(
                     "segmentation", case.probs.shape[1], spatial_dims=case.probs.ndim - 2, n_bins=n_bins,
                     boundary_width=boundary_width, ignore_index=ignore_index,
                 )  # fmt: skip
-                scoring = Scoring(evaluator)
+                scoring = Scoring(evaluator, class_names=class_names)
             _score_one(scoring, case, spacing if spacing is not None else case.spacing)
             del case
             release_freed_memory()  # else glibc's heap grows with the number of cases (softlabels._memory)
@@ -290,12 +345,18 @@ def score_folders(
 ) -> ScoreResult:
     """Match the files of two folders by case name and score them; ``options`` go to :func:`score_cases`.
 
+    ``options`` are those of :func:`score_cases`: ``n_bins``, ``boundary_width``, ``ignore_index``, ``num_classes``,
+    ``spacing``, ``class_names`` (the per-class keys), ``progress``.
+
     Example:
         >>> from softlabels.data.prediction_files import example_folder
         >>> root = example_folder()
         >>> result = score_folders(root / "probs", root / "labels", kind="labels", progress=False)
         >>> len(result.cases), sorted(result.per_class["dice"])
         (4, ['1', '2'])
+        >>> named = score_folders(root / "probs", root / "labels", kind="labels", class_names=["bg", "a", "b"])
+        >>> sorted(named.per_class["soft_dice"]), named.settings["class_names"]
+        (['a', 'b'], ['bg', 'a', 'b'])
     """
     return score_cases(list_cases(probs_dir, reference_dir, kind=kind), kind=kind, **options)
 

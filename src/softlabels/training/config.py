@@ -30,11 +30,16 @@ __all__ = ["RunConfig", "config_from_dict", "config_parser", "config_to_dict", "
 
 @dataclass
 class DataConfig:
-    """Where the data comes from (a source of ``training.data_sources``) and how it is batched."""
+    """Where the data comes from (a source of ``training.data_sources``), its transforms and how it is batched.
+
+    ``transforms`` (MONAI dictionary transforms by name) apply to every split — and to the data of ``evaluate
+    --data-config`` — ``train_transforms`` replace them for the training split.
+    """
 
     source: str = "synthetic_segmentation"
     options: dict[str, Any] = field(default_factory=dict)
     train_transforms: list[dict[str, Any]] | None = None
+    transforms: list[dict[str, Any]] | None = None
     batch_size: int = 8
     eval_batch_size: int | None = None
     num_workers: int = 0
@@ -76,7 +81,7 @@ class TrainerConfig:
     check_val_every_n_epoch: int = 1
     gradient_clip_val: float | None = None
     accumulate_grad_batches: int = 1
-    enable_progress_bar: bool = True
+    enable_progress_bar: bool | None = None  # None: on only when stdout is a terminal (a log file gets no bar lines)
 
 
 @dataclass

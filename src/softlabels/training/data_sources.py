@@ -63,7 +63,10 @@ def _lidc(options: dict[str, Any], loader: Loader, seed: int, task: str) -> Soft
     return lidc_datamodule(load_lidc_nodules(**build), task=task, **loader, shuffle_seed=seed, **options)  # type: ignore[arg-type]
 
 
-def build_transforms(spec: Sequence[Mapping[str, Any]] | None) -> Any:
+TRANSFORM_SOURCES = ("folder", "qubiq", "image_folder", "medmnist")
+
+
+def build_transforms(spec: Sequence[Mapping[str, Any]] | None, *, where: str = "data.train_transforms") -> Any:
     """A ``monai.transforms.Compose`` of MONAI dictionary transforms given by name, or ``None``.
 
     Each item is ``{"name": <a class of monai.transforms>, "keys": [...], "options": {...}}``, e.g.
@@ -88,11 +91,13 @@ def build_transforms(spec: Sequence[Mapping[str, Any]] | None) -> Any:
             raise ValueError(
                 f"transform {dict(item)!r} has unknown key(s) {unknown}; valid: ['keys', 'name', 'options']."
             )
-        name = look_up_option("data.train_transforms.name", item.get("name"), names, where="the run config")
+        if not isinstance(item, Mapping):
+            raise ValueError(f"{where} must be a list of {{name, keys, options}} mappings; got item {item!r}.")
+        name = look_up_option(f"{where}.name", item.get("name"), names, where="the run config")
         try:
             steps.append(getattr(mt, name)(keys=list(item.get("keys", ["image"])), **dict(item.get("options", {}))))
         except (TypeError, ValueError) as err:
-            raise ValueError(f"transform {name!r} of the run config could not be built: {err}") from err
+            raise ValueError(f"transform {name!r} of {where} could not be built: {err}") from err
     return mt.Compose(steps)
 
 
@@ -101,8 +106,15 @@ def _folder(layout: str) -> Callable[[dict[str, Any], Loader, int, str], SoftLab
         from softlabels.data.folders import SegmentationFolder
 
         folder_keys = ("root", "num_classes", "task", "load", "check_values")
+        names = options.pop("class_names", None)
         folder = SegmentationFolder(layout=layout, **{k: options.pop(k) for k in folder_keys if k in options})  # type: ignore[arg-type]
-        return folder.datamodule(**loader, seed=seed, **options)
+        if names is not None and (not isinstance(names, list | tuple) or len(names) != folder.num_classes):
+            raise ValueError(f"data.options.class_names must list {folder.num_classes} names; got {names!r}.")
+        dm = folder.datamodule(**loader, seed=seed, **options)
+        for dataset in (dm.train_set, dm.val_set, dm.test_set):
+            if names is not None:
+                dataset.info["class_names"] = [str(n) for n in names]  # type: ignore[union-attr]
+        return dm
 
     return build
 
@@ -155,6 +167,7 @@ def build_datamodule(
     eval_batch_size: int | None = None,
     num_workers: int = 0,
     train_transforms: Sequence[Mapping[str, Any]] | None = None,
+    transforms: Sequence[Mapping[str, Any]] | None = None,
 ) -> SoftLabelDataModule:
     """The DataModule of a named source for ``task``.
 
@@ -168,6 +181,7 @@ def build_datamodule(
         num_workers: DataLoader workers.
         train_transforms: MONAI dictionary transforms by name for the training split (:func:`build_transforms`;
             the folder, ImageFolder and MedMNIST sources).
+        transforms: the same for every split (the training split's unless ``train_transforms`` are given).
 
     Raises:
         ValueError: unknown source (the valid ones are listed) or a source that does not serve ``task``; the
@@ -184,8 +198,15 @@ def build_datamodule(
         raise ValueError(f"data source {name!r} serves {list(tasks)}; the run's task is {task!r}.")
     loader = {"batch_size": batch_size, "eval_batch_size": eval_batch_size, "num_workers": num_workers}
     options = dict(options or {})
-    if train_transforms:
-        if name not in ("folder", "qubiq", "image_folder", "medmnist"):
-            raise ValueError(f"data.train_transforms are supported for folder sources only; got source {name!r}.")
-        options["train_transform"] = build_transforms(train_transforms)
+    for key, given, option in (("train_transforms", train_transforms, "train_transform"),
+                               ("transforms", transforms, "transform")):  # fmt: skip
+        if given:
+            if name not in TRANSFORM_SOURCES:
+                raise ValueError(f"data.{key} are supported for {list(TRANSFORM_SOURCES)} only; got source {name!r}.")
+            options[option] = build_transforms(given, where=f"data.{key}")
+    for option in ("transform", "train_transform"):  # written in data.options as a list, as in docs/data/folders.md
+        if isinstance(options.get(option), list):
+            if name not in TRANSFORM_SOURCES:
+                raise ValueError(f"data.options.{option} is supported for {list(TRANSFORM_SOURCES)} only.")
+            options[option] = build_transforms(options[option], where=f"data.options.{option}")
     return builder(options, loader, seed, task)

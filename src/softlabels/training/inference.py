@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,16 +27,18 @@ from softlabels.evaluation.references import ReferenceRule, batch_references
 from softlabels.evaluation.report_files import check_report_folder, write_report
 from softlabels.evaluation.scoring import ScoreResult, Scoring
 from softlabels.training.checkpoint_io import AtomicCheckpointIO, load_checkpoint
+from softlabels.training.image_inference import FOLDER_SOURCES
 from softlabels.training.run import load_run
 from softlabels.training.task import SoftLabelTask
 
 __all__ = ["calibrate", "evaluate", "reference_rule", "score_split", "split_loader", "validation_logits"]
 
 SPLIT_NAMES = ("train", "val", "test")
+LOADER_SPLITS = (*SPLIT_NAMES, "all")
 
 
 def split_loader(dm: Any, split: str) -> Any:
-    """The evaluation-order loader of ``split`` (``train`` without shuffling).
+    """The evaluation-order loader of ``split`` (``train`` without shuffling; ``all``: train, val and test in turn).
 
     Example:
         >>> from softlabels.training.config import config_from_dict
@@ -47,14 +49,16 @@ def split_loader(dm: Any, split: str) -> Any:
         >>> len(split_loader(dm, "train").dataset), len(split_loader(dm, "test").dataset)
         (16, 8)
     """
-    split = look_up_option("split", split, SPLIT_NAMES, where="evaluate")
+    split = look_up_option("split", split, LOADER_SPLITS, where="evaluate")
     if split == "val":
         return dm.val_dataloader()
     if split == "test":
         return dm.test_dataloader()
-    from torch.utils.data import DataLoader
+    from torch.utils.data import ConcatDataset, DataLoader
 
-    return DataLoader(dm.train_set, batch_size=dm.eval_batch_size, shuffle=False, num_workers=dm.num_workers)
+    sets = [dm.train_set] if split == "train" else [dm.train_set, dm.val_set, dm.test_set]
+    dataset: Any = ConcatDataset([s for s in sets if s is not None and len(s) > 0])
+    return DataLoader(dataset, batch_size=dm.eval_batch_size, shuffle=False, num_workers=dm.num_workers)
 
 
 def reference_rule(value: str) -> ReferenceRule:
@@ -68,9 +72,19 @@ def reference_rule(value: str) -> ReferenceRule:
 
 
 def score_split(
-    task: SoftLabelTask, loader: Any, *, reference: ReferenceRule, n_bins: int, boundary_width: float
+    task: SoftLabelTask,
+    loader: Any,
+    *,
+    reference: ReferenceRule,
+    n_bins: int,
+    boundary_width: float,
+    spacing: Sequence[float] | None = None,
+    class_names: Sequence[str] | None = None,
 ) -> ScoreResult:
     """Score a model on a loader through the evaluation layer: one batch at a time, per-case rows (segmentation).
+
+    HD95 is in the units of each sample's ``"spacing"`` (NIfTI folders: mm), else of ``spacing`` (the data's voxel
+    size, e.g. MNI152's), else in voxels.
 
     Example:
         >>> from softlabels.training.config import config_from_dict
@@ -88,14 +102,21 @@ def score_split(
         task.task, task.num_classes, spatial_dims=task.spatial_dims, n_bins=n_bins, boundary_width=boundary_width,
         num_features=num_features,
     )  # fmt: skip
-    scoring = Scoring(evaluator, keep_rows=segmentation)
+    scoring = _scoring(evaluator, segmentation, class_names)
     case_names = CaseNames()
     with torch.no_grad(), bounded_heap():  # else glibc's heap grows with the number of cases (softlabels._memory)
         for batch in loader:
             features, logits = task.features_and_logits(batch["image"])
             probs = torch.softmax(logits.float(), dim=1)
             refs = batch_references(batch, task.num_classes, task.spatial_dims, reference=reference)
-            scoring.add(case_names(batch, len(probs)), probs, refs, features=features)
+            names = case_names(batch, len(probs))
+            sizes = batch.get("spacing")
+            if segmentation and isinstance(sizes, torch.Tensor):  # per case: the batch may mix voxel sizes
+                for i, name in enumerate(names):
+                    feats = None if features is None else features[i : i + 1]
+                    scoring.add([name], probs[i : i + 1], refs.case(i), spacing=sizes[i].tolist(), features=feats)
+            else:
+                scoring.add(names, probs, refs, spacing=spacing if segmentation else None, features=features)
     if not scoring.evaluator.update_count:
         raise ValueError("the split to evaluate is empty.")
     return scoring.result({"reference": reference})
@@ -105,14 +126,22 @@ def evaluate(
     checkpoint: str | Path,
     output: str | Path,
     *,
-    split: str = "test",
+    split: str | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> dict[str, Path]:
-    """Write the metrics report of ``checkpoint`` on ``split`` into ``output``; return the files written.
+    """Write the metrics report of ``checkpoint`` on its data or other data into ``output``; return the files written.
 
     The metrics of the evaluation layer (docs/metrics.md), per case and pooled for segmentation, pooled for
     classification; the reference follows ``evaluation.reference`` of the run config (the reference rule of
-    :mod:`softlabels.evaluation.references`).
+    :mod:`softlabels.evaluation.references`); HD95 in mm when the data knows its voxel size.
+
+    Args:
+        checkpoint: a checkpoint of ``softlabels train`` (or ``calibrate``).
+        output: the report folder.
+        split: ``train``, ``val`` or ``test``; ``None``: the run's test split, or — with other data — all of it.
+        overrides: config sections to replace; ``{"data": ...}`` evaluates other data. A folder source
+            (``folder``, ``qubiq``) is read as raw images: the run's stored input pipeline prepares each image and
+            the probabilities are scored on the image's own grid (:mod:`softlabels.training.image_inference`).
 
     Example:
         >>> import tempfile
@@ -129,17 +158,70 @@ def evaluate(
         (['json', 'markdown', 'png'], True)
         >>> tmp.cleanup()
     """
+    if split is not None:
+        split = look_up_option("split", split, SPLIT_NAMES, where="evaluate")
     check_report_folder(output, what="--output")
+    data = dict((overrides or {}).get("data") or {})
+    if data.get("source") in FOLDER_SOURCES:
+        return _evaluate_folder(checkpoint, output, data, split, overrides)
     config, dm, task = load_run(checkpoint, overrides)
-    loader = split_loader(dm, split)
+    other_data = "data" in (overrides or {})
+    loader = split_loader(dm, split or ("all" if other_data else "test"))
     result = score_split(
         task, loader, reference=reference_rule(config.evaluation.reference), n_bins=config.evaluation.n_bins,
-        boundary_width=config.evaluation.boundary_width,
+        boundary_width=config.evaluation.boundary_width, spacing=dm.info.get("spacing"),
+        class_names=dm.info.get("class_names") or task.class_names or None,
     )  # fmt: skip
-    sources: dict[str, Any] = {"checkpoint": str(checkpoint), "split": split, "data": config.data.source}
-    sources["method"] = config.method.name
-    sources["temperature"] = task.scaler.temperature_
+    sources: dict[str, Any] = {"checkpoint": str(checkpoint), "split": split or ("all" if other_data else "test")}
+    sources |= {"data": config.data.source, "method": config.method.name, "temperature": task.scaler.temperature_}
     return write_report(result, output, sources=sources)
+
+
+def _evaluate_folder(
+    checkpoint: str | Path, output: str | Path, data: dict[str, Any], split: str | None, overrides: Any
+) -> dict[str, Path]:
+    """``evaluate`` on a folder of raw images: the stored pipeline, scored on every image's own grid."""
+    from softlabels.training.image_inference import open_folder, predict_image
+    from softlabels.training.run import load_model
+
+    extra = sorted(set(overrides or {}) - {"data"})
+    if extra:
+        raise ValueError(f"evaluate on a folder takes a `data:` section only; got also {extra}.")
+    config, task = load_model(checkpoint)
+    if config.task != "segmentation":
+        raise ValueError("evaluate on a folder source is for segmentation runs; this checkpoint is classification.")
+    dataset, _ = open_folder(data, num_classes=task.num_classes, split=split)
+    evaluator = Evaluator(
+        "segmentation", task.num_classes, spatial_dims=dataset.info["spatial_dims"],
+        n_bins=config.evaluation.n_bins, boundary_width=config.evaluation.boundary_width,
+    )  # fmt: skip
+    names = dataset.info.get("class_names") or task.class_names or None
+    scoring = _scoring(evaluator, True, names)
+    reference = reference_rule(config.evaluation.reference)
+    from torch.utils.data import default_collate
+
+    with torch.no_grad(), bounded_heap():
+        for index in range(len(dataset)):
+            sample = dataset[index]
+            probs = predict_image(task, sample["image"], sample.get("affine"), batch_size=config.data.batch_size)
+            batch = default_collate([{k: v for k, v in sample.items() if isinstance(v, torch.Tensor)}])
+            refs = batch_references(batch, task.num_classes, probs.ndim - 1, reference=reference)
+            spacing = sample.get("spacing")
+            scoring.add([str(sample["case"])], probs[None], refs, spacing=None if spacing is None else spacing.tolist())
+    if not scoring.evaluator.update_count:
+        raise ValueError("the folder to evaluate has no case in the chosen split.")
+    result = scoring.result({"reference": reference})
+    sources: dict[str, Any] = {"checkpoint": str(checkpoint), "split": split or "all", "data": data.get("source")}
+    sources |= {"root": str(dataset.info.get("root")), "method": config.method.name}
+    sources |= {"temperature": task.scaler.temperature_, "input_pipeline": task.input_pipeline}
+    return write_report(result, output, sources=sources)
+
+
+def _scoring(evaluator: Evaluator, keep_rows: bool, class_names: Sequence[str] | None) -> Scoring:
+    """The Scoring of ``evaluator`` with the data's class names (report columns) when it names them."""
+    if class_names is None:
+        return Scoring(evaluator, keep_rows=keep_rows)
+    return Scoring(evaluator, keep_rows=keep_rows, class_names=list(class_names))
 
 
 def validation_logits(task: SoftLabelTask, dm: Any, *, reference: ReferenceRule = "observed") -> ObservedLogits:

@@ -48,9 +48,11 @@ _VALUES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "gamma": (lambda v: _number(v) and v > 0, "a number > 0"),
     "step_size": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "an integer >= 1"),
     "milestones": (
-        lambda v: isinstance(v, list | tuple)
-        and all(isinstance(m, int) and not isinstance(m, bool) and m >= 0 for m in v)
-        and list(v) == sorted(set(v)),
+        lambda v: (
+            isinstance(v, list | tuple)
+            and all(isinstance(m, int) and not isinstance(m, bool) and m >= 0 for m in v)
+            and list(v) == sorted(set(v))
+        ),
         "increasing integers >= 0, e.g. [45, 80]",
     ),
 }

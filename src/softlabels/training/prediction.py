@@ -3,7 +3,9 @@
 Segmentation outputs, per case, in ``output/``:
 
 - ``probs/<case>.nii.gz`` for NIfTI inputs: the probabilities with the classes on the last axis ``(x, y, z, C)``
-  (``(x, y, 1, C)`` for a 2D image) and **the input's affine** — the layout ``softlabels score --probs`` reads;
+  (``(x, y, 1, C)`` for a 2D image) and **the input's affine** — the layout ``softlabels score --probs`` reads
+  (data of a known voxel size without per-sample affines, e.g. MNI152 slices: a diagonal affine of that size, so
+  ``score`` measures HD95 in mm as ``evaluate`` does);
   ``probs/<case>.npz`` otherwise (key ``probabilities``, ``(C, *reversed spatial axes)``, nnU-Net's layout);
 - ``masks/<case>/t<level>.nii.gz`` (NIfTI inputs) or ``masks/<case>/t<level>[_c<class>].png`` (2D otherwise) or
   ``.npz``: for every threshold level ``t``, the voxels with ``p_c >= t``, one channel per foreground class (a binary
@@ -162,15 +164,6 @@ def _write_masks(folder: Path, stem: str, masks: np.ndarray, affine: Tensor | No
     return [_write(folder / f"{stem}.npz", _npz_bytes(masks=masks))]
 
 
-def _input_loader(input_root: str | Path, num_classes: int) -> Any:
-    from torch.utils.data import DataLoader
-
-    from softlabels.data.folders import SegmentationFolder
-
-    folder = SegmentationFolder(input_root, num_classes=num_classes)
-    return DataLoader(folder.dataset(), batch_size=1, shuffle=False)
-
-
 def predict(
     checkpoint: str | Path,
     output: str | Path,
@@ -181,8 +174,10 @@ def predict(
 ) -> dict[str, Any]:
     """Write the probability maps and thresholded masks of ``checkpoint`` (see the module docstring).
 
-    The inputs are a user's folder (``input_root``: the generic layout with ``images/``) or a split of the run's
-    data. Returns the manifest (also written as ``predictions.json``).
+    The inputs are a user's folder (``input_root``: the generic layout with ``images/``; other folders are
+    ignored) or a split of the run's data. Folder images go through the run's stored input pipeline
+    (:func:`~softlabels.training.image_inference.predict_image`) and their outputs are written on the image's own
+    grid with its affine. Returns the manifest (also written as ``predictions.json``).
 
     Raises:
         ValueError: bad thresholds, a classification run given an image folder, unreadable inputs (named).
@@ -204,13 +199,10 @@ def predict(
     """
     levels = check_thresholds(thresholds)
     out = check_prediction_folder(output)
+    if input_root is not None:
+        return _predict_folder(checkpoint, out, input_root, levels)
     config, dm, task = load_run(checkpoint)
-    if config.task == "classification" and input_root is not None:
-        raise ValueError("predict on a folder is for segmentation runs; use --split for classification.")
-    if config.task == "segmentation" and input_root is not None:
-        loader = _input_loader(input_root, task.num_classes)
-    else:
-        loader = split_loader(dm, split)
+    loader = split_loader(dm, split)
     manifest: dict[str, Any] = {"checkpoint": str(checkpoint), "temperature": task.scaler.temperature_}
     with staged_folder(out) as stage:
         if config.task == "classification":
@@ -223,16 +215,43 @@ def predict(
     return manifest
 
 
+def _predict_folder(checkpoint: str | Path, out: Path, input_root: str | Path, levels: Sequence[float]) -> dict:
+    """``predict --input``: every image of a folder through the run's stored pipeline, written on its own grid."""
+    from softlabels.training.image_inference import open_folder, predict_image
+    from softlabels.training.run import load_model
+
+    config, task = load_model(checkpoint)
+    if config.task == "classification":
+        raise ValueError("predict on a folder is for segmentation runs; use --split for classification.")
+    data = {"source": "folder", "options": {"root": str(input_root), "check_values": False}}
+    dataset, _ = open_folder(data, num_classes=task.num_classes)
+    manifest: dict[str, Any] = {"checkpoint": str(checkpoint), "temperature": task.scaler.temperature_}
+    manifest |= {"thresholds": list(levels), "input": str(input_root), "input_pipeline": task.input_pipeline}
+    with staged_folder(out) as stage:
+        files: list[str] = []
+        for index in range(len(dataset)):
+            sample = dataset[index]
+            affine = sample.get("affine")
+            probs = predict_image(task, sample["image"], affine, batch_size=config.data.batch_size)
+            files += _write_case(stage, str(sample["case"]), probs, affine, levels)
+        manifest["files"] = [str(out / Path(f).relative_to(stage)) for f in files]
+        _write(stage / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
+    return manifest
+
+
 def _predict_masks(task: Any, loader: Any, stage: Path, levels: Sequence[float]) -> list[str]:
     """Write every case's probability map and masks into ``stage``; return their paths relative to it."""
     files: list[str] = []
     case_names = CaseNames()
+    spacing = getattr(loader.dataset, "info", {}).get("spacing")  # data of a known voxel size without affines
+    sizes = None if spacing is None else [*map(float, spacing), 1.0, 1.0][:3]  # a 2D slice: (x, y, 1)
+    grid = None if sizes is None else torch.diag(torch.tensor([*sizes, 1.0]))
     with torch.no_grad():
         for batch in loader:
             probs = torch.softmax(task.predict_logits(batch["image"]).float(), dim=1)
             affines = batch.get("affine")
             for i, name in enumerate(case_names(batch, len(probs))):
-                affine = affines[i] if isinstance(affines, Tensor) else None
+                affine = affines[i] if isinstance(affines, Tensor) else grid
                 files += _write_case(stage, name, probs[i], affine, levels)
     return [str(Path(f).relative_to(stage)) for f in files]
 

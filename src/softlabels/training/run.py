@@ -25,6 +25,7 @@ from torch import nn
 
 from softlabels._io import atomic_write_bytes, check_output_folder, remove_orphan_temporaries
 from softlabels.data.datamodule import SoftLabelDataModule
+from softlabels.data.input_pipeline import InputPipeline
 from softlabels.methods import RunContext, create_method
 from softlabels.training.checkpoint_io import (
     AtomicCheckpointIO,
@@ -37,19 +38,20 @@ from softlabels.training.data_sources import build_datamodule
 from softlabels.training.optim import build_optimizer
 from softlabels.training.task import ClassificationTask, SegmentationTask, SoftLabelTask
 
-__all__ = ["build_run", "check_run", "load_run", "make_trainer", "run_context", "train"]
+__all__ = ["build_run", "build_task", "check_run", "load_model", "load_run", "make_trainer", "run_context", "train"]
 
-RUN_FILES = ("config.yaml", "final_metrics.json")  # besides checkpoints/ and logs/: what `train` writes
+RUN_FILES = ("config.yaml", "input_pipeline.json", "final_metrics.json")  # besides checkpoints/ and logs/
 
 
 def _data_shape(dm: SoftLabelDataModule) -> tuple[int, int, int]:
-    """``(num_classes, spatial_dims, in_channels)`` from the data's info and its first training sample."""
+    """``(num_classes, spatial_dims, in_channels)`` from the data's info and its first sample (of any split)."""
     info = dm.info
     if "num_classes" not in info:
         raise ValueError("the data source gives no `num_classes` in its info; set it in data.options.")
-    if len(dm.train_set) == 0:  # type: ignore[arg-type]
-        raise ValueError("the data's training split is empty; a run needs at least one training sample.")
-    image = dm.train_set[0]["image"]  # type: ignore[index]
+    splits = [s for s in (dm.train_set, dm.val_set, dm.test_set) if s is not None and len(s) > 0]  # type: ignore[arg-type]
+    if not splits:
+        raise ValueError("the data has no sample in any split (train, val, test).")
+    image = splits[0][0]["image"]  # type: ignore[index]
     dims = int(info.get("spatial_dims", image.ndim - 1))
     return int(info["num_classes"]), dims, int(image.shape[0])
 
@@ -70,7 +72,7 @@ def _network_from_checkpoint(config: RunConfig, shape: tuple[int, int, int], pat
     return network.eval()
 
 
-def run_context(config: RunConfig, dm: SoftLabelDataModule, shape: tuple[int, int, int]) -> RunContext:
+def run_context(config: RunConfig, dm: SoftLabelDataModule | None, shape: tuple[int, int, int]) -> RunContext:
     """What the method's run hooks get: the data, its shape, the config values, checkpoint readers.
 
     Args:
@@ -105,21 +107,41 @@ def build_run(config: RunConfig) -> tuple[SoftLabelDataModule, SoftLabelTask]:
         >>> type(task).__name__, task.num_classes
         ('ClassificationTask', 8)
     """
-    from softlabels.models import create_model
-
     L.seed_everything(config.seed, workers=True, verbose=False)
     data = config.data
     dm = build_datamodule(
         data.source, data.options, task=config.task, seed=config.seed, batch_size=data.batch_size,
         eval_batch_size=data.eval_batch_size, num_workers=data.num_workers, train_transforms=data.train_transforms,
+        transforms=data.transforms,
     )  # fmt: skip
-    num_classes, dims, channels = _data_shape(dm)
+    shape = _data_shape(dm)
+    task = build_task(config, shape, dm)
+    info = dm.info
+    pipeline = info.get("input_pipeline") or (InputPipeline(shape[1]).to_dict() if shape[1] in (2, 3) else {})
+    task.input_pipeline = dict(pipeline)
+    task.class_names = [str(c) for c in info.get("class_names") or []]
+    return dm, task
+
+
+def build_task(config: RunConfig, shape: tuple[int, int, int], dm: SoftLabelDataModule | None) -> SoftLabelTask:
+    """The task (model, method, metrics) of a run for data of ``shape`` ``(num_classes, spatial_dims, in_channels)``.
+
+    ``dm`` goes to the method's ``setup_run`` hook; ``None`` when a trained model is loaded without its data.
+
+    Example:
+        >>> cfg = config_from_dict({"task": "classification", "model": {"name": "small_cnn"}})
+        >>> build_task(cfg, (4, 0, 3), None).num_classes
+        4
+    """
+    from softlabels.models import create_model
+
+    num_classes, dims, channels = shape
     model = create_model(
         config.model.name, in_channels=channels, num_classes=num_classes, spatial_dims=max(dims, 2),
         weights=config.model.weights, **config.model.options,
     )  # fmt: skip
     method = create_method(config.method.name, num_classes, task=config.task, **config.method.options)
-    method.setup_run(run_context(config, dm, (num_classes, dims, channels)))  # loads what the config names (a teacher)
+    method.setup_run(run_context(config, dm, shape))  # loads what the config names (a teacher)
     evaluation = config.evaluation
     task_class = SegmentationTask if config.task == "segmentation" else ClassificationTask
     options: dict[str, Any] = {
@@ -131,7 +153,48 @@ def build_run(config: RunConfig) -> tuple[SoftLabelDataModule, SoftLabelTask]:
         options |= {"spatial_dims": dims, "inference": vars(config.inference)}
     task = task_class(model, method, **options)
     task.data_shape = {"num_classes": num_classes, "spatial_dims": dims, "in_channels": channels}
-    return dm, task
+    return task
+
+
+def load_model(checkpoint: str | Path) -> tuple[RunConfig, SoftLabelTask]:
+    """A trained model from its checkpoint alone, without building the run's data; in eval mode.
+
+    The task carries what the run stored: ``input_pipeline`` (the data's preprocessing, applied to new images by
+    ``evaluate`` and ``predict``), ``class_names`` and ``data_shape``.
+
+    Raises:
+        FileNotFoundError / ValueError: missing, corrupt or foreign checkpoint.
+
+    Example:
+        >>> import tempfile
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> config = config_from_dict({"output_dir": tmp.name, "model": {"name": "unet", "options": {"channels": [4, 8],
+        ...     "strides": [2]}}, "data": {"options": {"shape": [16, 16], "num_cases": [4, 2, 2]}},
+        ...     "trainer": {"max_epochs": 1, "enable_progress_bar": False}})
+        >>> _ = train(config)
+        >>> stored, task = load_model(f"{tmp.name}/checkpoints/last.ckpt")
+        >>> stored.task, task.input_pipeline["spatial_dims"], task.training
+        ('segmentation', 2, False)
+        >>> tmp.cleanup()
+    """
+    state = load_checkpoint(checkpoint)
+    stored = state.get("softlabels_config")
+    if not isinstance(stored, dict) or "state_dict" not in state:
+        raise ValueError(f"checkpoint {str(checkpoint)!r} was not written by `softlabels train` (no stored config).")
+    shape = state.get("softlabels_data_shape")
+    config = config_from_dict(stored)
+    if not isinstance(shape, dict):  # a checkpoint of an older version: the data gives the shape
+        _, _, task = load_run(checkpoint)
+        return config, task
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    task = build_task(config, (shape["num_classes"], shape["spatial_dims"], shape["in_channels"]), None)
+    load_state_checked(task, state["state_dict"], source=f"checkpoint {str(checkpoint)!r}")
+    pipeline = state.get("softlabels_input_pipeline")
+    task.input_pipeline = dict(pipeline) if isinstance(pipeline, dict) else {}
+    if not task.input_pipeline and shape["spatial_dims"] in (2, 3):
+        task.input_pipeline = InputPipeline(shape["spatial_dims"]).to_dict()
+    task.class_names = [str(c) for c in state.get("softlabels_class_names") or []]
+    return config, task.eval()
 
 
 def load_run(
@@ -181,14 +244,21 @@ def load_run(
 def make_trainer(config: RunConfig, *, callbacks: Sequence[L.Callback] = (), **overrides: Any) -> L.Trainer:
     """The Lightning ``Trainer`` of a run: per-epoch atomic checkpoints, CSV logs, the config's trainer options.
 
+    The progress bar (``trainer.enable_progress_bar``; ``None``: on only when stdout is a terminal) and the model
+    summary are Lightning's plain-text ``TQDMProgressBar`` and ``ModelSummary``, passed explicitly; Lightning's
+    notices that are noise for a run are silenced (``softlabels.training._console`` lists them and why).
+
     Example:
         >>> trainer = make_trainer(RunConfig(output_dir="/tmp/softlabels-doctest"), enable_progress_bar=False)
-        >>> type(trainer.strategy.checkpoint_io).__name__
-        'AtomicCheckpointIO'
+        >>> type(trainer.strategy.checkpoint_io).__name__, trainer.progress_bar_callback
+        ('AtomicCheckpointIO', None)
     """
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
+    from softlabels.training._console import display_callbacks, quiet_lightning
+
+    quiet_lightning()  # before Lightning runs: every command and the benchmark's runs build their trainer here
     out = Path(config.output_dir)
     checkpoints = ModelCheckpoint(
         dirpath=out / "checkpoints", filename="epoch={epoch:03d}", auto_insert_metric_name=False, save_top_k=-1,
@@ -198,10 +268,11 @@ def make_trainer(config: RunConfig, *, callbacks: Sequence[L.Callback] = (), **o
 
     options = {k: v for k, v in vars(config.trainer).items() if v is not None}
     options |= overrides
+    shown = display_callbacks(options, callbacks)  # resolves enable_progress_bar=None: a terminal only
     try:
         return L.Trainer(
-            default_root_dir=out, callbacks=[checkpoints, *callbacks], logger=CSVLogger(save_dir=out, name="logs"),
-            plugins=[AtomicCheckpointIO()], **options,
+            default_root_dir=out, callbacks=[checkpoints, *callbacks, *shown],
+            logger=CSVLogger(save_dir=out, name="logs"), plugins=[AtomicCheckpointIO()], **options,
         )  # fmt: skip
     except (MisconfigurationException, ImportError, ValueError, TypeError) as err:  # devices=0, precision=17, ...
         raise ValueError(f"trainer options: {err}") from err
@@ -231,6 +302,9 @@ def check_run(config: RunConfig, dm: SoftLabelDataModule, task: SoftLabelTask) -
             ...
         ValueError: `optimizer.lr` of the run config must be a number > 0; got -1.
     """
+    if dm.train_set is None or len(dm.train_set) == 0:  # type: ignore[arg-type]
+        raise ValueError("the data's training split is empty; a run needs at least one training sample (check the "
+                         "split fractions or split file of data.options).")  # fmt: skip
     sample = dm.train_set[0]  # type: ignore[index]
     method = task.method
     missing = method.missing_keys(sample)  # what neither the data nor the method's prepare_run hook supplies
@@ -348,6 +422,8 @@ def train(
             _replace_earlier_run(out)
         out.mkdir(parents=True, exist_ok=True)
         _write_text(out / "config.yaml", yaml.safe_dump(config_to_dict(config), sort_keys=False))
+        stored = {"input_pipeline": task.input_pipeline, "class_names": task.class_names}
+        _write_text(out / "input_pipeline.json", json.dumps(stored, indent=2) + "\n")
     shape = (task.data_shape["num_classes"], task.data_shape["spatial_dims"], task.data_shape["in_channels"])
     task.method.prepare_run(run_context(config, dm, shape))  # trains or loads what must exist first (a generator)
     trainer.fit(task, datamodule=dm, ckpt_path=str(start[0]) if start is not None else None)

@@ -93,6 +93,8 @@ class SoftLabelTask(L.LightningModule):
         self.inference = dict(inference or {})
         self.config = dict(config or {})
         self.data_shape: dict[str, int] = {}  # num_classes, spatial_dims, in_channels of the data (set by build_run)
+        self.input_pipeline: dict[str, Any] = {}  # the data's preprocessing (softlabels.data.input_pipeline)
+        self.class_names: list[str] = []  # the data's class names, index 0 = background (when it names them)
         self.scaler = TemperatureScaler()  # T = 1 until `softlabels calibrate` fits it; never trained with the net
         self.scaler.log_temperature.requires_grad_(False)
         num_features = getattr(model, "num_features", None)
@@ -249,6 +251,10 @@ class SoftLabelTask(L.LightningModule):
         checkpoint["softlabels_config"] = self.config
         if self.data_shape:
             checkpoint["softlabels_data_shape"] = dict(self.data_shape)
+        if self.input_pipeline:
+            checkpoint["softlabels_input_pipeline"] = dict(self.input_pipeline)
+        if self.class_names:
+            checkpoint["softlabels_class_names"] = list(self.class_names)
 
 
 class SegmentationTask(SoftLabelTask):
