@@ -129,3 +129,15 @@ def test_small_config_trains_evaluates_and_predicts_through_the_cli(path, tmp_pa
         else:
             np.testing.assert_allclose(np.asarray(nib.load(name).dataobj).sum(-1), 1.0, atol=1e-5)
     assert _check_nested_masks(out, levels) >= 2 * len(doc["cases"])
+
+
+@pytest.mark.parametrize("path", CPU, ids=lambda p: p.stem)
+def test_small_config_says_whether_it_is_a_smoke_run_or_a_converged_one(path):
+    """The first line says which (docs/bench.md has the convergence rule); a converged one gives its command."""
+    text = path.read_text()
+    first = text.splitlines()[0]
+    assert first.startswith(("# Smoke run", "# Converged run")), f"{path.name}: first line {first!r}"
+    if first.startswith("# Converged run"):
+        assert f"softlabels train --config configs/cpu/{path.name}" in text and "validation" in first
+    else:
+        assert "not trained" in first and "validation" in first  # what it scores, so no one takes it for a result

@@ -78,3 +78,34 @@ def test_report_of_unfinished_runs_names_them(tmp_path):
 
     with pytest.raises(ValueError, match="not finished"):
         write_benchmark_report(tiny_suites(), tmp_path)
+
+
+def test_report_flags_the_runs_that_did_not_converge_and_draws_their_curves(tiny_bench):
+    from softlabels.bench.benchmark_run import load_result
+    from softlabels.bench.learning_curves import convergence_flags
+
+    suites, root = tiny_bench
+    report = json.loads((root / "report.json").read_text())
+    markdown = (root / "report.md").read_text()
+    assert markdown.count("### Runs that did not converge") == len(suites)
+    for suite in suites:
+        results = {
+            c.label: [load_result(root, s) for s in plan_runs([suite]) if s.label == c.label] for c in suite.cells
+        }
+        assert report["suites"][suite.name]["convergence"] == convergence_flags(results)
+        assert (root / "figures" / f"{suite.name}_learning_curves.png").is_file()
+        for flag in report["suites"][suite.name]["convergence"]:
+            assert f"| `{flag['method']}` | {flag['seed']} | 1 |" in markdown
+
+
+def test_a_suite_whose_runs_converged_has_no_convergence_table(tiny_bench):
+    from softlabels.bench.benchmark_report import provenance, render_html, render_markdown
+    from softlabels.bench.suite_sections import suite_section
+
+    suites, root = tiny_bench
+    section = suite_section(suites[1], root, n_resamples=100)
+    section.convergence = [{**f, "converged": True} for f in section.convergence]
+    markdown = render_markdown([section], provenance(suites[1:], [section], None), {})
+    page = render_html([section], provenance(suites[1:], [section], None), {})
+    assert "Runs that did not converge" not in markdown and "Runs that did not converge" not in page
+    assert "Runs that did not converge" in (root / "report.md").read_text()  # the same section before

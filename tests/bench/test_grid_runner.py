@@ -53,10 +53,15 @@ def test_worker_processes_give_the_same_results_as_one_process_and_show_progress
     total = len(plan_runs(cls))
     assert f"[bench {total}/{total} done]" in err  # overall progress: runs done / total
     assert "epoch 1/1" in err  # the current run's epoch, printed by the worker processes
+    assert err.count("; not converged: only 1 validated epoch(s)") == total  # one epoch cannot show a plateau
     for spec in plan_runs(cls):
         a = json.loads((run_folder(root, spec) / "result.json").read_text())["evaluations"]
         b = json.loads((run_folder(tmp_path, spec) / "result.json").read_text())["evaluations"]
         assert a["raw"] == pytest.approx(b["raw"], rel=1e-5)
+        curves = [
+            json.loads((run_folder(r, spec) / "result.json").read_text())["learning_curve"] for r in (root, tmp_path)
+        ]
+        assert curves[0]["val_nll"] == pytest.approx(curves[1]["val_nll"], rel=1e-5)
 
 
 def test_a_failing_run_is_reported_and_the_others_finish(tmp_path):

@@ -48,3 +48,24 @@ def test_the_hash_changes_with_the_config_and_the_seed_only():
 def test_unknown_benchmark_name_suggests():
     with pytest.raises(ValueError, match="default"):
         get_benchmark("defualt")
+
+
+@pytest.mark.parametrize("name", ["quick", "default"])
+def test_every_run_validates_after_every_epoch_for_its_learning_curve(name):
+    for spec in plan_runs(get_benchmark(name)):
+        config = config_from_dict({**spec.config, "seed": spec.seed})
+        assert config.trainer.check_val_every_n_epoch == 1
+        curve_metric = "dice" if config.task == "segmentation" else "top1"
+        assert config.evaluation.metrics is None or {curve_metric, "nll"} <= set(config.evaluation.metrics)
+        if config.task == "classification":  # the test split's compactness needs the embeddings of the val metrics
+            assert config.evaluation.metrics is None
+
+
+def test_the_default_schedules_leave_room_to_settle_and_quick_stays_a_two_epoch_smoke_run():
+    for suite in get_benchmark("default"):
+        epochs = suite.base["trainer"]["max_epochs"]
+        # the convergence rule compares the last two fifths of the epochs (at least 2 each)
+        assert epochs >= 4
+        if suite.base.get("scheduler", {}).get("name") == "multistep":
+            assert max(suite.base["scheduler"]["milestones"]) <= epochs // 2  # a step in the compared windows fails
+    assert {s.base["trainer"]["max_epochs"] for s in get_benchmark("quick")} == {2}

@@ -3,8 +3,10 @@
 Per suite: the metric table (mean ± std over seeds) before and after temperature scaling, the paired comparison
 against the baseline (95 % bootstrap intervals, significant ones marked), ranks, the floor on synthetic data,
 reliability diagrams (small multiples), Dice-vs-threshold curves, example maps, the downstream structure-fraction
-table, and a "what this shows" paragraph generated from the numbers. Provenance closes the report. Every number is
-read from the run files by :mod:`softlabels.bench.suite_sections`; nothing is typed. Files are written atomically.
+table and, where p* is known, the outcome models' table (:mod:`softlabels.bench.downstream`), the learning curves
+with the runs that did not converge, and a "what this shows" paragraph generated from the numbers. Provenance closes
+the report. Every number is read from the run files by :mod:`softlabels.bench.suite_sections`; nothing is typed.
+Files are written atomically.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ import numpy as np
 
 from softlabels._io import atomic_write
 from softlabels.bench import figures
+from softlabels.bench.downstream import outcome_caption, outcome_numbers, outcome_rows, outcome_sentence
+from softlabels.bench.learning_curves import plot_learning_curves
 from softlabels.bench.results import dice_curve, reliability_data
 from softlabels.bench.suite_sections import CALIBRATION_KEYS, SuiteSection, suite_section
 from softlabels.bench.suites import Suite
@@ -113,6 +117,28 @@ def _downstream_rows(section: SuiteSection) -> tuple[list[str], list[list[str]]]
     return header, rows
 
 
+def _convergence_rows(section: SuiteSection) -> tuple[list[str], list[list[str]]]:
+    """The runs that did not converge: epochs, the two window means of the validation NLL, their drop, why."""
+    header = ["method", "seed", "epochs", "NLL, previous window", "NLL, last window", "drop", "reason"]
+    rows = []
+    for f in section.convergence:
+        if not f["converged"]:
+            numbers = [f"{v:.4f}" if v is not None else "–" for v in (f["previous"], f["last"])]
+            drop = f"{f['relative_drop']:+.1%}" if f["relative_drop"] is not None else "–"
+            rows.append([f"`{f['method']}`", str(f["seed"]), str(f["epochs"]), *numbers, drop, f["reason"]])
+    return header, rows
+
+
+def _curve_figure(section: SuiteSection) -> bytes | None:
+    """The learning-curve figure: validation NLL and the headline metric per epoch, mean over seeds."""
+    names = {"val_nll": "validation NLL", "val_metric": f"validation {section.metrics[0].header}"}
+    panels = {names[k]: v for k, v in section.learning_curves.items() if v}
+    if not panels:
+        return None
+    title = "Learning curves (validation after every epoch; mean over seeds, shaded: their range)"
+    return figures.figure_png(plot_learning_curves(panels, title=title, log_scale=("validation NLL",)))
+
+
 def section_figures(section: SuiteSection) -> dict[str, bytes]:
     """PNG bytes of the section's figures by name (reliability, curves, examples, downstream).
 
@@ -121,6 +147,8 @@ def section_figures(section: SuiteSection) -> dict[str, bytes]:
         'section_figures'
     """
     out: dict[str, bytes] = {}
+    if (curve_png := _curve_figure(section)) is not None:
+        out["learning_curves"] = curve_png
     for evaluation, name in (("raw", "reliability"), ("ts", "reliability_ts")):
         diagrams = {label: reliability_data(cell, evaluation) for label, cell in section.cells.items()}
         suffix = " — after temperature scaling" if evaluation == "ts" else ""
@@ -214,12 +242,18 @@ def render_markdown(
         ]
         lines += [*_table(*_comparison_rows(section)), "", "### Ranks (1 = best, on the means)", ""]
         lines += [*_table(*_rank_rows(section)), ""]
+        if any(not f["converged"] for f in section.convergence):
+            lines += ["### Runs that did not converge", "", *_table(*_convergence_rows(section)), ""]
         if section.floor is not None:
             lines += ["### Gap to the floor (p* known: Bayes NLL and Brier of p*, ECE 0)", ""]
             lines += [*_table(*_floor_rows(section)), ""]
         if section.downstream:
             lines += ["### Downstream: structure fraction of the predicted mask vs the reference", ""]
             lines += [*_table(*_downstream_rows(section)), ""]
+        if section.outcomes is not None:
+            lines += ["### Downstream outcomes predicted from the masks (synthetic targets, known ceiling)", ""]
+            lines += [outcome_caption(section.outcomes), "", *_table(*outcome_rows(section.outcomes)), ""]
+            lines += [outcome_sentence(section.outcomes), ""]
         for name, path in figure_files.get(s.name, {}).items():
             lines += [f"![{name}]({path})", ""]
     lines += ["## Provenance", "", "```json", json.dumps(prov, indent=1, default=str), "```", ""]
@@ -281,10 +315,20 @@ def render_html(
             _html_table(*_comparison_rows(section)),
         ]
         parts += ["<h3>Ranks</h3>", _html_table(*_rank_rows(section))]
+        if any(not f["converged"] for f in section.convergence):
+            parts += ["<h3>Runs that did not converge</h3>", _html_table(*_convergence_rows(section))]
         if section.floor is not None:
             parts += ["<h3>Gap to the floor (p* known)</h3>", _html_table(*_floor_rows(section))]
         if section.downstream:
             parts += ["<h3>Downstream: structure fraction</h3>", _html_table(*_downstream_rows(section))]
+        if section.outcomes is not None:
+            parts += ["<h3>Downstream outcomes predicted from the masks</h3>"]
+            parts += [
+                f"<p>{html.escape(outcome_caption(section.outcomes))}</p>",
+                _html_table(*outcome_rows(section.outcomes)),
+            ]
+            tau = outcome_sentence(section.outcomes).replace("`", "").replace("**", "")
+            parts += [f"<p>{html.escape(tau)}</p>"]
         for name, data in pngs.get(s.name, {}).items():
             parts.append(f"<figure><img alt='{html.escape(name)}' src='{figures.png_data_uri(data)}'></figure>")
     parts += ["<h2>Provenance</h2>", f"<pre>{html.escape(json.dumps(prov, indent=1, default=str))}</pre></body></html>"]
@@ -336,6 +380,7 @@ def _numbers(section: SuiteSection) -> dict[str, Any]:
         for ev, by_metric in section.comparisons.items()
     }
     return {"tables": section.tables, "comparisons": comps, "ranks": section.ranks, "floor": section.floor,
-            "temperatures": section.temperatures, "findings": section.findings,
+            "temperatures": section.temperatures, "findings": section.findings, "convergence": section.convergence,
             "downstream": {k: {kk: vv for kk, vv in d.items() if kk not in ("pred", "ref")}
-                           for k, d in section.downstream.items()}}  # fmt: skip
+                           for k, d in section.downstream.items()},
+            "outcomes": None if section.outcomes is None else outcome_numbers(section.outcomes)}  # fmt: skip

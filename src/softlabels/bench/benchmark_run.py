@@ -10,7 +10,8 @@ benchmark's evaluation settings). Its folder ``<root>/runs/<suite>/<label>/seed<
   reference) and, where the data knows the true label distribution, ``oracle`` (the true probabilities p* scored
   as a prediction, against the same observed reference: the floor), plus example maps;
 * ``result.json`` — written last and atomically, so its presence marks a finished run: the spec, the hash, the
-  temperature, the dataset values of every evaluation and the run time.
+  temperature, the dataset values of every evaluation, the run time and the learning curve (per epoch: training
+  loss, validation loss, NLL and Dice or top-1; :mod:`softlabels.bench.learning_curves`).
 
 A killed run leaves no ``result.json``; running it again resumes training from ``last.ckpt`` when there is one.
 """
@@ -35,6 +36,8 @@ from torch import Tensor
 
 from softlabels._io import atomic_write, json_safe
 from softlabels._memory import bounded_heap, release_freed_memory
+from softlabels.bench.downstream import structure_features
+from softlabels.bench.learning_curves import CurveRecorder
 from softlabels.calibration import TemperatureScaler
 from softlabels.evaluation.evaluator import Evaluator, summarize
 from softlabels.evaluation.fitting import fit_scaler
@@ -42,7 +45,7 @@ from softlabels.evaluation.references import References, batch_references
 
 __all__ = ["EVALUATION_VERSION", "RunSpec", "execute_run", "load_result", "run_folder"]
 
-EVALUATION_VERSION = 2
+EVALUATION_VERSION = 3
 """Bumped when the per-run evaluation changes, so cached results of an older evaluation are not reused.
 
 Example:
@@ -127,8 +130,8 @@ class _EpochProgress(L.Callback):
         print(f"{self.prefix} epoch {trainer.current_epoch + 1}/{trainer.max_epochs}", file=sys.stderr, flush=True)
 
 
-def _train(spec: RunSpec, folder: Path, prefix: str) -> Path:
-    """Train (or resume) the run into ``folder/train``; return its ``last.ckpt``."""
+def _train(spec: RunSpec, folder: Path, prefix: str) -> tuple[Path, dict[str, Any]]:
+    """Train (or resume) the run into ``folder/train``; return its ``last.ckpt`` and its learning curve."""
     from softlabels.training.config import config_from_dict
     from softlabels.training.run import train
 
@@ -136,8 +139,9 @@ def _train(spec: RunSpec, folder: Path, prefix: str) -> Path:
     trainer = {**dict(values.get("trainer", {})), "enable_progress_bar": False}
     config = config_from_dict({**values, "seed": spec.seed, "output_dir": str(folder / "train"), "trainer": trainer})
     last = folder / "train" / "checkpoints" / "last.ckpt"
-    train(config, resume=last.is_file(), overwrite=not last.is_file(), callbacks=[_EpochProgress(prefix)])
-    return last
+    recorder = CurveRecorder("dice" if config.task == "segmentation" else "top1")
+    train(config, resume=last.is_file(), overwrite=not last.is_file(), callbacks=[_EpochProgress(prefix), recorder])
+    return last, recorder.curve()
 
 
 def _batches(task: Any, loader: Any) -> Iterator[tuple[Tensor, Tensor | None, Mapping[str, Any]]]:
@@ -186,7 +190,9 @@ def evaluate_split(
     Each batch is run through the network once; its raw and temperature-scaled probabilities (and the data's p*,
     when it has one) go through three :class:`~softlabels.evaluation.evaluator.Evaluator` against the batch's
     observed reference, and only their per-case arrays (a few numbers and histograms per case) are kept, so peak
-    memory does not grow with the number of cases (``benchmarks/evaluation_memory.py``).
+    memory does not grow with the number of cases (``benchmarks/evaluation_memory.py``). On segmentation, every
+    evaluation also keeps the downstream features of its maps (:func:`softlabels.bench.downstream.structure_features`:
+    ``area_fraction`` per class and level, ``soft_fraction``), so ``oracle`` holds the true fractions of p*.
 
     Returns:
         ``(arrays, examples, pooled)``: per evaluation the concatenated per-case arrays, the example maps of the
@@ -210,6 +216,8 @@ def evaluate_split(
                 predictions["oracle"] = batch["true_probs"].float()
             for name, probs in predictions.items():
                 case_arrays = evaluators[name].step(probs, refs, features=features if name == "raw" else None)
+                if segmentation:  # the downstream stage's features (softlabels.bench.downstream)
+                    case_arrays = {**case_arrays, **structure_features(probs)}
                 for key, value in case_arrays.items():
                     parts[name].setdefault(key, []).append(value)
             if segmentation and not examples:
@@ -274,7 +282,7 @@ def execute_run(spec: RunSpec, root: str | Path, *, prefix: str = "") -> dict[st
     folder = run_folder(root, spec)
     folder.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    last = _train(spec, folder, prefix or spec.run_id)
+    last, curve = _train(spec, folder, prefix or spec.run_id)
     trained = time.perf_counter()
     _, dm, task = load_run(last)
     temperature = _fit_temperature(task, dm)
@@ -290,6 +298,7 @@ def execute_run(spec: RunSpec, root: str | Path, *, prefix: str = "") -> dict[st
         "config": dict(spec.config), "n_bins": spec.n_bins, "boundary_width": spec.boundary_width,
         "temperature": temperature, "evaluations": evaluations, "n_cases": len(arrays["raw"]["nll"]),
         "train_seconds": trained - start, "total_seconds": time.perf_counter() - start, "versions": _versions(),
+        "learning_curve": curve,
     }  # fmt: skip
     text = json.dumps(json_safe(result), indent=1, sort_keys=True, default=str) + "\n"
     atomic_write(folder / "result.json", lambda handle: handle.write(text.encode()))

@@ -25,6 +25,7 @@ from typing import Any
 
 from softlabels._io import atomic_write
 from softlabels.bench.benchmark_run import RunSpec, execute_run, load_result
+from softlabels.bench.learning_curves import MONITOR, check_convergence
 from softlabels.bench.suites import Suite, get_benchmark, plan_runs
 
 __all__ = ["BenchmarkFailed", "pending_runs", "prepare_data", "run_benchmark", "run_one"]
@@ -99,10 +100,17 @@ def run_one(spec: RunSpec, root: str | Path, prefix: str = "") -> dict[str, Any]
     return execute_run(spec, root, prefix=prefix)
 
 
-def _worker(spec: RunSpec, root: str, prefix: str) -> tuple[str, float]:
+def _verdict(result: dict[str, Any]) -> str:
+    """``"; not converged: <reason>"`` for a run whose validation NLL was still falling, else ``""``."""
+    values = (result.get("learning_curve") or {}).get(MONITOR) or []
+    check = check_convergence(values)
+    return "" if check.converged else f"; not converged: {check.reason}"
+
+
+def _worker(spec: RunSpec, root: str, prefix: str) -> tuple[str, float, str]:
     start = time.perf_counter()
-    execute_run(spec, root, prefix=prefix)
-    return spec.run_id, time.perf_counter() - start
+    result = execute_run(spec, root, prefix=prefix)
+    return spec.run_id, time.perf_counter() - start, _verdict(result)
 
 
 def _run_pool(todo: Sequence[RunSpec], root: Path, workers: int, done: int, total: int) -> dict[str, str]:
@@ -111,7 +119,7 @@ def _run_pool(todo: Sequence[RunSpec], root: Path, workers: int, done: int, tota
     failures: dict[str, str] = {}
     context = get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(threads,)) as pool:
-        futures: dict[Future[tuple[str, float]], RunSpec] = {}
+        futures: dict[Future[tuple[str, float, str]], RunSpec] = {}
         for i, spec in enumerate(todo):
             prefix = f"[bench run {done + i + 1}/{total}] {spec.run_id}"
             futures[pool.submit(_worker, spec, str(root), prefix)] = spec
@@ -122,8 +130,9 @@ def _run_pool(todo: Sequence[RunSpec], root: Path, workers: int, done: int, tota
                 spec = futures[future]
                 done += 1
                 try:
-                    _, seconds = future.result()
-                    print(f"[bench {done}/{total} done] {spec.run_id} ({seconds:.0f} s)", file=sys.stderr, flush=True)
+                    _, seconds, verdict = future.result()
+                    line = f"[bench {done}/{total} done] {spec.run_id} ({seconds:.0f} s{verdict})"
+                    print(line, file=sys.stderr, flush=True)
                 except Exception as err:
                     failures[spec.run_id] = f"{type(err).__name__}: {err}"
                     print(f"[bench {done}/{total} FAILED] {spec.run_id}: {err}", file=sys.stderr, flush=True)
@@ -135,8 +144,8 @@ def _run_serial(todo: Sequence[RunSpec], root: Path, done: int, total: int) -> d
     for spec in todo:
         start = time.perf_counter()
         try:
-            run_one(spec, root, prefix=f"[bench run {done + 1}/{total}] {spec.run_id}")
-            status = f"done] {spec.run_id} ({time.perf_counter() - start:.0f} s)"
+            result = run_one(spec, root, prefix=f"[bench run {done + 1}/{total}] {spec.run_id}")
+            status = f"done] {spec.run_id} ({time.perf_counter() - start:.0f} s{_verdict(result)})"
         except Exception as err:
             failures[spec.run_id] = f"{type(err).__name__}: {err}"
             status = f"FAILED] {spec.run_id}: {err}"

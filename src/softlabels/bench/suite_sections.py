@@ -2,7 +2,8 @@
 
 :func:`suite_section` reads the suite's finished runs (:mod:`softlabels.bench.results`) and returns plain data:
 tables (mean ± std over seeds, before and after temperature scaling), paired comparisons against the baseline,
-ranks, the floor, the downstream table and the sentences of the paragraph.
+ranks, the floor, the downstream tables (structure fractions; outcome models where p* is known), the learning
+curves with each run's convergence verdict, and the sentences of the paragraph.
 :mod:`softlabels.bench.benchmark_report` renders it.
 """
 
@@ -14,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from softlabels.bench.downstream import DownstreamOutcomes, downstream_outcomes, outcome_sentence
+from softlabels.bench.learning_curves import TOLERANCE, convergence_flags, curve_data
 from softlabels.bench.results import (
     METRICS,
     CellRuns,
@@ -49,6 +52,9 @@ class SuiteSection:
     floor: dict[str, tuple[float, float]] | None
     temperatures: dict[str, tuple[float, float]]
     downstream: dict[str, dict[str, Any]] = field(default_factory=dict)
+    outcomes: DownstreamOutcomes | None = None  # the outcome models where p* is known (softlabels.bench.downstream)
+    learning_curves: dict[str, dict[str, Any]] = field(default_factory=dict)  # column → method → curve_data
+    convergence: list[dict[str, Any]] = field(default_factory=list)  # one verdict per run (convergence_flags)
     findings: list[str] = field(default_factory=list)
 
 
@@ -135,6 +141,21 @@ def _floor_sentence(section: SuiteSection) -> str | None:
     )
 
 
+def _convergence_sentence(section: SuiteSection) -> str:
+    """Whether every run converged by the rule of :mod:`softlabels.bench.learning_curves`; the baseline's count."""
+    flags, base = section.convergence, section.suite.baseline
+    late = [f for f in flags if not f["converged"]]
+    rule = f"rule: mean validation NLL of the last fifth of the epochs at most {TOLERANCE:.0%} below the fifth before"
+    if not late:
+        return f"Convergence: all {len(flags)} runs converged ({rule})."
+    late_base = sum(1 for f in late if f["method"] == base)
+    n_base = sum(1 for f in flags if f["method"] == base)
+    return (
+        f"**Convergence: {len(late)} of {len(flags)} runs did not converge** ({rule}), baseline `{base}`: {late_base} "
+        f"of {n_base}; their numbers may not be those of trained models (see the runs that did not converge)."
+    )
+
+
 def suite_section(suite: Suite, root: str | Path, *, n_resamples: int = 1000) -> SuiteSection:
     """Read the suite's runs in ``root`` and compute its report section.
 
@@ -165,9 +186,17 @@ def suite_section(suite: Suite, root: str | Path, *, n_resamples: int = 1000) ->
     )
     if suite.task == "segmentation":
         section.downstream = {label: downstream(cell, "raw") for label, cell in cells.items()}
-    section.findings = [*_headline(section), _temperature_sentence(section)]
+        runs = {label: cell.arrays for label, cell in cells.items()}
+        seeds = cells[suite.baseline].seeds
+        section.outcomes = downstream_outcomes(runs, seeds, evaluations=("raw", "ts"), n_resamples=n_resamples)
+    results = {label: cell.results for label, cell in cells.items()}
+    section.learning_curves = {column: curve_data(results, column) for column in ("val_nll", "val_metric")}
+    section.convergence = convergence_flags(results)
+    section.findings = [_convergence_sentence(section), *_headline(section), _temperature_sentence(section)]
     floor_text = _floor_sentence(section)
     if floor_text:
         section.findings.append(floor_text)
     section.findings += [s for s in (_claim_sentence(c, section) for c in suite.claims) if s]
+    if section.outcomes is not None and section.outcomes.tau is not None:
+        section.findings.append(outcome_sentence(section.outcomes))
     return section
