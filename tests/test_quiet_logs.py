@@ -15,16 +15,9 @@ import sys
 import pytest
 import yaml
 
-CONFIG = {
-    "task": "segmentation",
-    "data": {
-        "source": "synthetic_segmentation",
-        "options": {"shape": [16, 16], "num_cases": [4, 2, 2]},
-        "batch_size": 2,
-    },
-    "model": {"name": "small_unet"},
-    "trainer": {"accelerator": "cpu"},  # no enable_progress_bar: the default is under test
-}
+from tests.test_cli_training import CONFIG as TRAINING_CONFIG
+
+CONFIG = {**TRAINING_CONFIG, "trainer": {"accelerator": "cpu"}}  # no enable_progress_bar: the default is under test
 # A Python warning prints "<file>.py:<line>: <message>" (Lightning's format) or "<file>.py:<line>: <Category>: ...".
 WARNING_LINE = re.compile(r"\.py:\d+: |warning|deprecat", re.IGNORECASE)
 # Kept on purpose (softlabels.training._console): actionable through data.num_workers, shown on machines with more

@@ -36,22 +36,29 @@ __all__ = ["InputPipeline", "Placement", "area_downsample", "voxel_spacing"]
 _INTENSITY = ("none", "max")
 
 
-def area_downsample(volume: np.ndarray, factor: int, *, fill: float | Sequence[float] = 0.0) -> np.ndarray:
+def area_downsample(
+    volume: np.ndarray, factor: int | Sequence[int], *, fill: float | Sequence[float] = 0.0
+) -> np.ndarray:
     """Mean of ``factor``-wide blocks of every spatial axis of ``(C, *spatial)``, ends padded with per-channel ``fill``.
 
     Area averaging keeps soft targets on the simplex (never nearest-neighbour on soft maps); block ``i``'s centre is
-    original voxel ``f·i + (f − 1)/2``. Shapes: ``(C, n_1, …)`` → ``(C, ⌈n_1 / f⌉, …)``.
+    original voxel ``f·i + (f − 1)/2``. ``factor`` is one int or one per spatial axis. Shapes: ``(C, n_1, …)`` →
+    ``(C, ⌈n_1 / f_1⌉, …)``.
 
     Example:
         >>> area_downsample(np.arange(6.0).reshape(1, 6), 2).tolist()
         [[0.5, 2.5, 4.5]]
         >>> area_downsample(np.ones((1, 3)), 2).tolist()  # the last block is half padding
         [[1.0, 0.5]]
+        >>> area_downsample(np.ones((1, 4, 3)), (2, 1)).shape
+        (1, 2, 3)
     """
     volume = np.asarray(volume, dtype=np.float64)
+    spatial = volume.shape[1:]
+    factors = [factor] * len(spatial) if isinstance(factor, int | np.integer) else list(factor)
     fills = np.broadcast_to(np.asarray(fill, dtype=np.float64), volume.shape[:1])
-    padded = [-(-size // factor) * factor for size in volume.shape[1:]]
-    blocks = [v for size in padded for v in (size // factor, factor)]
+    padded = [-(-size // f) * f for size, f in zip(spatial, factors, strict=True)]
+    blocks = [v for size, f in zip(padded, factors, strict=True) for v in (size // f, f)]
     out = []
     for channel, value in zip(volume, fills, strict=True):
         work = np.full(padded, value)
@@ -217,7 +224,7 @@ class InputPipeline:
             if all(abs(r - round(r)) < 1e-3 and round(r) >= 1 for r in ratios):
                 factors = tuple(round(r) for r in ratios)
                 if any(f > 1 for f in factors):
-                    volume = torch.from_numpy(_block_mean(volume.numpy(), factors))
+                    volume = torch.from_numpy(area_downsample(volume.numpy(), factors))
             else:
                 resampled = tuple(max(1, round(n / r)) for n, r in zip(oriented, ratios, strict=True))
                 shrink = all(r >= 1 for r in ratios)
@@ -263,14 +270,6 @@ def _apply_ornt(volume: Tensor, ornt: np.ndarray) -> Tensor:
 def _centred_pad(size: int, multiple: int) -> tuple[int, int]:
     extra = -(-size // multiple) * multiple - size
     return extra // 2, extra - extra // 2
-
-
-def _block_mean(volume: np.ndarray, factors: Sequence[int]) -> np.ndarray:
-    padded = [-(-n // f) * f for n, f in zip(volume.shape[1:], factors, strict=True)]
-    work = np.zeros((volume.shape[0], *padded))
-    work[(slice(None), *(slice(0, n) for n in volume.shape[1:]))] = volume
-    blocks = [v for n, f in zip(padded, factors, strict=True) for v in (n // f, f)]
-    return work.reshape(volume.shape[0], *blocks).mean(axis=tuple(range(2, 2 + 2 * len(factors), 2)))
 
 
 def _resize(volume: Tensor, size: Sequence[int], *, mode: str) -> Tensor:

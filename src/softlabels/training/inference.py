@@ -102,7 +102,7 @@ def score_split(
         task.task, task.num_classes, spatial_dims=task.spatial_dims, n_bins=n_bins, boundary_width=boundary_width,
         num_features=num_features,
     )  # fmt: skip
-    scoring = _scoring(evaluator, segmentation, class_names)
+    scoring = Scoring(evaluator, keep_rows=segmentation, class_names=class_names)
     case_names = CaseNames()
     with torch.no_grad(), bounded_heap():  # else glibc's heap grows with the number of cases (softlabels._memory)
         for batch in loader:
@@ -196,7 +196,7 @@ def _evaluate_folder(
         n_bins=config.evaluation.n_bins, boundary_width=config.evaluation.boundary_width,
     )  # fmt: skip
     names = dataset.info.get("class_names") or task.class_names or None
-    scoring = _scoring(evaluator, True, names)
+    scoring = Scoring(evaluator, keep_rows=True, class_names=names)
     reference = reference_rule(config.evaluation.reference)
     from torch.utils.data import default_collate
 
@@ -215,13 +215,6 @@ def _evaluate_folder(
     sources |= {"root": str(dataset.info.get("root")), "method": config.method.name}
     sources |= {"temperature": task.scaler.temperature_, "input_pipeline": task.input_pipeline}
     return write_report(result, output, sources=sources)
-
-
-def _scoring(evaluator: Evaluator, keep_rows: bool, class_names: Sequence[str] | None) -> Scoring:
-    """The Scoring of ``evaluator`` with the data's class names (report columns) when it names them."""
-    if class_names is None:
-        return Scoring(evaluator, keep_rows=keep_rows)
-    return Scoring(evaluator, keep_rows=keep_rows, class_names=list(class_names))
 
 
 def validation_logits(task: SoftLabelTask, dm: Any, *, reference: ReferenceRule = "observed") -> ObservedLogits:
