@@ -10,6 +10,9 @@ Sub-commands, each one entry of :data:`COMMANDS` (a function adding its argument
 - ``predict --checkpoint C --output DIR [--input FOLDER | --split test] [--thresholds 0.1,...,0.9]``: probability
   maps (NIfTI with the input's affine) and thresholded masks;
 - ``score``: evaluate existing predictions for calibration;
+- ``conformal --output F.json (--checkpoint C [--split val] | --probs DIR --labels/--raters/--ref-probs DIR)
+  [--alpha 0.1] [--loss fnr|fdr] [--procedure crc|ltt]``: thresholds with a risk guarantee (segmentation) or
+  prediction sets (classification: ``--set-method lac|aps|raps``), as JSON for ``predict --conformal``;
 - ``bench [--suite default] [--workers N] [--list | --run-index I | --report-only]``: the method benchmark and its
   report (``softlabels.bench``; finished runs are cached, so a killed benchmark resumes).
 
@@ -273,15 +276,98 @@ def _add_predict_arguments(parser: argparse.ArgumentParser) -> None:
         "--thresholds", type=_thresholds, default=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9), metavar="LIST",
         help="mask levels (default the QUBIQ levels 0.1,...,0.9)",
     )  # fmt: skip
+    parser.add_argument(
+        "--conformal", type=Path, metavar="FILE", help="thresholds or sets of `softlabels conformal` to apply too"
+    )
 
 
 def _run_predict(args: argparse.Namespace) -> int:
     from softlabels.training.prediction import predict
 
     manifest = predict(
-        args.checkpoint, args.output, input_root=args.input, split=args.split, thresholds=args.thresholds
-    )
+        args.checkpoint, args.output, input_root=args.input, split=args.split, thresholds=args.thresholds,
+        conformal=args.conformal,
+    )  # fmt: skip
     print(f"wrote {len(manifest['files'])} files into {args.output}")
+    return 0
+
+
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be a number in (0, 1); got {text!r}")
+    return value
+
+
+def _add_conformal_arguments(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_argument_group("calibration cases: a run's split, or prediction folders (as for `score`)")
+    source.add_argument("--checkpoint", type=Path, metavar="FILE", help="a checkpoint of `train`")
+    source.add_argument("--split", default="val", choices=("train", "val", "test"), help="its split (default val)")
+    source.add_argument("--probs", type=Path, metavar="DIR", help="probability maps (NIfTI (x,y,z,C) or npz)")
+    ref = source.add_mutually_exclusive_group()
+    ref.add_argument("--labels", type=Path, metavar="DIR", help="reference label maps")
+    ref.add_argument("--raters", type=Path, metavar="DIR", help="one sub-folder of label maps per rater")
+    ref.add_argument("--ref-probs", type=Path, metavar="DIR", help="soft reference probability maps")
+    source.add_argument("--example", action="store_true", help="the example shipped with softlabels (its raters)")
+    guarantee = parser.add_argument_group("the guarantee (docs/conformal.md)")
+    guarantee.add_argument("--output", type=Path, required=True, metavar="FILE", help="the JSON file to write")
+    guarantee.add_argument("--alpha", type=_probability, default=0.1, help="risk level / miscoverage (default 0.1)")
+    guarantee.add_argument("--loss", default="fnr", choices=("fnr", "fdr"), help="segmentation risk (default fnr)")
+    guarantee.add_argument(
+        "--procedure", default="crc", choices=("crc", "ltt"),
+        help="crc: E[risk] <= alpha; ltt: P(risk <= alpha) >= 1 - delta (default crc; fdr needs ltt or its bound)",
+    )  # fmt: skip
+    guarantee.add_argument("--delta", type=_probability, default=0.1, help="LTT's tolerance (default 0.1)")
+    guarantee.add_argument(
+        "--reference", default="auto", choices=("auto", "label", "each", "union", "majority", "soft"),
+        help="the truth with raters or soft references (default auto: each rater, else soft, else the label)",
+    )  # fmt: skip
+    guarantee.add_argument("--num-levels", type=_positive_int, default=1001, help="threshold grid (default 1001)")
+    guarantee.add_argument("--class-names", metavar="LIST", help="comma-separated class names (0: background)")
+    sets = parser.add_argument_group("classification: prediction sets")
+    sets.add_argument("--set-method", default="aps", choices=("lac", "aps", "raps"), help="(default aps)")
+    sets.add_argument("--mondrian", action="store_true", help="class-conditional coverage (one quantile per class)")
+    sets.add_argument("--randomized", action="store_true", help="randomised APS/RAPS (exact coverage)")
+    sets.add_argument("--k-reg", type=int, default=1, help="RAPS: ranks without penalty (default 1)")
+    sets.add_argument("--lambda-reg", type=float, default=0.01, help="RAPS: penalty per rank beyond k-reg")
+
+
+def _run_conformal(args: argparse.Namespace) -> int:
+    from softlabels._io import check_output_file
+    from softlabels.conformal import ConformalSets, write_conformal
+
+    check_output_file(args.output, what="--output")
+    folders = args.probs is not None or args.example or any((args.labels, args.raters, args.ref_probs))
+    if (args.checkpoint is None) == (not folders):
+        raise ValueError("give either --checkpoint FILE or prediction folders (--probs DIR and a reference).")
+    options = {"alpha": args.alpha, "loss": args.loss, "procedure": args.procedure, "delta": args.delta,
+               "reference": args.reference, "num_levels": args.num_levels}  # fmt: skip
+    if args.checkpoint is not None:
+        from softlabels.training.conformal_run import fit_conformal
+
+        sets = {"method": args.set_method, "mondrian": args.mondrian, "randomized": args.randomized}
+        if args.set_method == "raps":
+            sets |= {"k_reg": args.k_reg, "lambda_reg": args.lambda_reg}
+        fitted, provenance = fit_conformal(args.checkpoint, split=args.split, sets=sets, **options)
+    else:
+        from softlabels.evaluation.conformal_fitting import fit_thresholds_from_folders
+
+        if args.example and args.raters is None:
+            args.raters = Path(EXAMPLE)
+        probs_dir, reference_dir, kind = _score_inputs(args)
+        names = None if args.class_names is None else [n.strip() for n in args.class_names.split(",")]
+        fitted = fit_thresholds_from_folders(probs_dir, reference_dir, kind=kind, class_names=names, **options)  # type: ignore[arg-type]
+        provenance = {"probs": str(probs_dir), kind: str(reference_dir)}
+    write_conformal(args.output, fitted, provenance=provenance)
+    if isinstance(fitted, ConformalSets):
+        what = f"{fitted.method} sets, quantile(s) {', '.join(f'{q:.4f}' for q in fitted.quantiles)}"
+    else:
+        pairs = zip(fitted.structures, fitted.thresholds, strict=True)
+        what = f"{fitted.procedure} thresholds {', '.join(f'{name}: {t:.3f}' for name, t in pairs)}"
+    print(f"wrote {args.output}: {what} ({fitted.n_calibration} calibration cases)")
     return 0
 
 
@@ -339,6 +425,11 @@ COMMANDS: dict[str, Command] = {
     ),
     "calibrate": Command("fit temperature scaling on the validation split", _add_calibrate_arguments, _run_calibrate),
     "predict": Command("probability maps and thresholded masks of a checkpoint", _add_predict_arguments, _run_predict),
+    "conformal": Command(
+        "thresholds or prediction sets with a guarantee, fitted on calibration cases (JSON for predict)",
+        _add_conformal_arguments,
+        _run_conformal,
+    ),
     "score": Command(
         "evaluate existing predictions (e.g. nnU-Net's) for calibration, case by case",
         _add_score_arguments,

@@ -17,11 +17,11 @@ def tiny_suites() -> list[Suite]:
     seg = Suite(
         "tiny_seg", "Tiny segmentation", "segmentation",
         {"task": "segmentation", "model": _UNET, "trainer": _TRAINER, "optimizer": {"name": "adamw", "lr": 0.01},
-         "data": {"source": "synthetic_segmentation", "options": {"shape": [24, 24], "num_cases": [8, 6, 6]},
+         "data": {"source": "synthetic_segmentation", "options": {"shape": [24, 24], "num_cases": [8, 6, 20]},
                   "batch_size": 4}},
         (Cell("hard", "hard"), Cell("svls", "svls"), Cell("raters_mean", "raters_mean")), seeds=(0, 1),
         description="test suite",
-        claims=({"method": "svls", "metric": "ece", "better": "lower", "source": "SVLS"},),
+        claims=({"method": "svls", "metric": "ece", "better": "lower", "source": "SVLS"},), shifts=("noise_3",),
     )  # fmt: skip
     cls = Suite(
         "tiny_cls", "Tiny classification", "classification",

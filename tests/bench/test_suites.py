@@ -1,5 +1,6 @@
 import pytest
 
+from softlabels.bench.benchmark_run import RunSpec
 from softlabels.bench.suites import BENCHMARKS, get_benchmark, plan_runs
 from softlabels.methods import list_methods
 from softlabels.training.config import config_from_dict
@@ -37,10 +38,10 @@ def test_every_run_is_a_valid_config_of_a_registered_method(name):
         assert spec.suite in spec.run_id and spec.label in spec.run_id
 
 
-def test_the_hash_changes_with_the_config_and_the_seed_only():
+def test_the_hash_changes_with_the_config_the_seed_and_the_shifts_only():
     a, b = plan_runs(get_benchmark("quick"))[:2]
     assert a.hash != b.hash
-    same = type(a)(a.suite, "renamed", a.seed, dict(a.config))
+    same = type(a)(a.suite, "renamed", a.seed, dict(a.config), shifts=a.shifts)
     assert same.hash == a.hash  # the label names the folder; the result depends on config and seed
     assert type(a)(a.suite, a.label, a.seed + 1, dict(a.config)).hash != a.hash
 
@@ -69,3 +70,16 @@ def test_the_default_schedules_leave_room_to_settle_and_quick_stays_a_two_epoch_
         if suite.base.get("scheduler", {}).get("name") == "multistep":
             assert max(suite.base["scheduler"]["milestones"]) <= epochs // 2  # a step in the compared windows fails
     assert {s.base["trainer"]["max_epochs"] for s in get_benchmark("quick")} == {2}
+
+
+def test_the_default_synthetic_segmentation_runs_of_seed_0_are_also_evaluated_under_shift():
+    from softlabels.bench.suites import DEFAULT_SHIFTS
+    from softlabels.data.shifts import parse_shifts
+
+    specs = plan_runs(get_benchmark("default"))
+    shifted = [s for s in specs if s.shifts]
+    assert {s.suite for s in shifted} == {"synthetic_segmentation"} and {s.seed for s in shifted} == {0}
+    assert len(shifted) == len([c for c in get_benchmark("default")[0].cells]) and shifted[0].shifts == DEFAULT_SHIFTS
+    assert [s.name for s in parse_shifts(list(DEFAULT_SHIFTS))] == list(DEFAULT_SHIFTS)
+    unshifted = next(s for s in specs if s.suite == "synthetic_segmentation" and s.seed == 1)
+    assert unshifted.hash != RunSpec(unshifted.suite, unshifted.label, 1, unshifted.config, shifts=("noise_1",)).hash

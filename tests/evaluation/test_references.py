@@ -54,3 +54,24 @@ def test_a_batch_without_labels_takes_the_argmax_of_its_soft_reference():
     assert batch_references({"soft_label": soft}, 2, 1, reference="label").hard.tolist() == [[1, 0]]
     with pytest.raises(ValueError, match="no reference"):
         batch_references({"image": soft}, 2, 1)
+
+
+def test_risk_reference_rules():
+    from softlabels.evaluation.references import risk_reference
+
+    raters = torch.tensor([[[0, 1, 1, 2], [0, 0, 1, 2], [1, 0, 1, 0]]])  # (N=1, R=3, 4 voxels), 3 classes
+    refs = References(raters[:, 0], raters=raters)
+    each = risk_reference(refs, 3, "each")
+    assert each.shape == (1, 3, 3, 4) and torch.equal(each.argmax(2), raters)
+    assert torch.equal(risk_reference(refs, 3), each)  # auto: each rater when there are raters
+    assert risk_reference(refs, 3, "union")[0, 1].tolist() == [1.0, 1.0, 1.0, 0.0]
+    assert risk_reference(refs, 3, "majority")[0, 1].tolist() == [0.0, 0.0, 1.0, 0.0]
+    assert risk_reference(refs, 3, "soft")[0, 2].tolist() == pytest.approx([0.0, 0.0, 0.0, 2 / 3])
+    assert risk_reference(refs, 3, "label")[0, 1].tolist() == [0.0, 1.0, 1.0, 0.0]
+    binary = References(torch.tensor([[0, 1]]), soft=torch.tensor([[[0.2, 0.7]]]))  # one channel: the foreground
+    assert risk_reference(binary, 1)[0, 0].tolist() == pytest.approx([0.2, 0.7])
+    assert risk_reference(References(torch.tensor([[0, 1]])), 1).tolist() == [[[0.0, 1.0]]]
+    with pytest.raises(ValueError, match="raters"):
+        risk_reference(References(torch.tensor([[0, 1]])), 2, "each")
+    with pytest.raises(ValueError, match="soft reference"):
+        risk_reference(References(torch.tensor([[0, 1]])), 2, "union")

@@ -26,6 +26,13 @@ import numpy as np
 
 from softlabels._io import atomic_write
 from softlabels.bench import figures
+from softlabels.bench.decision_report import (
+    failure_table_rows,
+    guarantee_rows,
+    risk_coverage_figure,
+    shift_figure,
+    shift_rows,
+)
 from softlabels.bench.downstream import outcome_caption, outcome_numbers, outcome_rows, outcome_sentence
 from softlabels.bench.learning_curves import plot_learning_curves
 from softlabels.bench.results import dice_curve, reliability_data
@@ -160,6 +167,13 @@ def section_figures(section: SuiteSection) -> dict[str, bytes]:
         out["dice_threshold"] = figures.figure_png(
             figures.threshold_curves(curves, title="Dice vs threshold (test, mean ± std over seeds)")
         )
+    if section.decisions is not None:
+        titles = {"risk_coverage": f"Risk–coverage ({section.suite.name}, test; mean over seeds)",
+                  "shift": "Under shift (temperature-scaled)"}  # fmt: skip
+        for name, draw in (("risk_coverage", risk_coverage_figure), ("shift", shift_figure)):
+            fig = draw(section.decisions, title=titles[name])
+            if fig is not None:
+                out[name] = figures.figure_png(fig)
     if section.suite.task == "segmentation":
         rows = _example_rows(section)
         if rows:
@@ -254,10 +268,52 @@ def render_markdown(
             lines += ["### Downstream outcomes predicted from the masks (synthetic targets, known ceiling)", ""]
             lines += [outcome_caption(section.outcomes), "", *_table(*outcome_rows(section.outcomes)), ""]
             lines += [outcome_sentence(section.outcomes), ""]
+        lines += _decision_markdown(section)
         for name, path in figure_files.get(s.name, {}).items():
             lines += [f"![{name}]({path})", ""]
     lines += ["## Provenance", "", "```json", json.dumps(prov, indent=1, default=str), "```", ""]
     return "\n".join(lines)
+
+
+def _decision_tables(section: SuiteSection) -> list[tuple[str, str, tuple[list[str], list[list[str]]]]]:
+    """``(title, caption, (header, rows))`` of the decision tables of a section (softlabels.bench.decision_report)."""
+    d = section.decisions
+    if d is None:
+        return []
+    out = []
+    if d.guarantees:
+        caption = (
+            "Conformal risk control (CRC) and Learn-then-Test (LTT) thresholds on each structure's probability "
+            "(mask = p ≥ t), fitted on a random half of the test cases and tested on the other half, 500 times per "
+            "seed; FNR against each rater (else the soft reference). LTT's calibration halves are drawn with "
+            "replacement, so the cases are the population and P(FNR > α) is exact. docs/conformal.md."
+            if d.task == "segmentation"
+            else "Prediction sets at coverage 1 − α = 0.9 fitted on random halves of the test cases (500 per seed): "
+            "mean coverage and set size on the other half; Mondrian: one quantile per true class."
+        )
+        out.append(("Decisions with guarantees", caption, guarantee_rows(d)))
+    if d.failure:
+        failure = f"Dice < {d.failure_below}" if d.task == "segmentation" else "a wrong class"
+        caption = (
+            f"Per-case confidence scores against the case's quality (Dice or correctness; a failure: {failure}), "
+            "on the test cases of the model as trained; means over seeds. docs/conformal.md#failure-detection."
+        )
+        out.append(("Failure detection", caption, failure_table_rows(d)))
+    if d.shift:
+        caption = (
+            "Seed 0 of every method, temperature-scaled, on the test images shifted at severities 1–5 (mean over "
+            "intensity, contrast, bias field, noise and resolution; softlabels.data.shifts); FNR: CRC thresholds "
+            "calibrated on the clean cases, applied to the shifted ones."
+        )
+        out.append(("Under shift", caption, shift_rows(d)))
+    return out
+
+
+def _decision_markdown(section: SuiteSection) -> list[str]:
+    lines: list[str] = []
+    for title, caption, table in _decision_tables(section):
+        lines += [f"### {title}", "", caption, "", *_table(*table), ""]
+    return lines
 
 
 def _legend() -> str:
@@ -329,6 +385,8 @@ def render_html(
             ]
             tau = outcome_sentence(section.outcomes).replace("`", "").replace("**", "")
             parts += [f"<p>{html.escape(tau)}</p>"]
+        for title, caption, table in _decision_tables(section):
+            parts += [f"<h3>{html.escape(title)}</h3>", f"<p>{html.escape(caption)}</p>", _html_table(*table)]
         for name, data in pngs.get(s.name, {}).items():
             parts.append(f"<figure><img alt='{html.escape(name)}' src='{figures.png_data_uri(data)}'></figure>")
     parts += ["<h2>Provenance</h2>", f"<pre>{html.escape(json.dumps(prov, indent=1, default=str))}</pre></body></html>"]
@@ -383,4 +441,8 @@ def _numbers(section: SuiteSection) -> dict[str, Any]:
             "temperatures": section.temperatures, "findings": section.findings, "convergence": section.convergence,
             "downstream": {k: {kk: vv for kk, vv in d.items() if kk not in ("pred", "ref")}
                            for k, d in section.downstream.items()},
-            "outcomes": None if section.outcomes is None else outcome_numbers(section.outcomes)}  # fmt: skip
+            "outcomes": None if section.outcomes is None else outcome_numbers(section.outcomes),
+            "decisions": None if section.decisions is None else {
+                "guarantees": section.decisions.guarantees, "failure": section.decisions.failure,
+                "confidence": section.decisions.confidence, "shift": section.decisions.shift,
+                "shift_ece_by_kind": section.decisions.shift_kinds}}  # fmt: skip

@@ -36,16 +36,18 @@ from torch import Tensor
 
 from softlabels._io import atomic_write, json_safe
 from softlabels._memory import bounded_heap, release_freed_memory
+from softlabels.bench.decisions import decision_arrays
 from softlabels.bench.downstream import structure_features
 from softlabels.bench.learning_curves import CurveRecorder
 from softlabels.calibration import TemperatureScaler
+from softlabels.data.shifts import Shift, parse_shifts
 from softlabels.evaluation.evaluator import Evaluator, summarize
 from softlabels.evaluation.fitting import fit_scaler
 from softlabels.evaluation.references import References, batch_references
 
-__all__ = ["EVALUATION_VERSION", "RunSpec", "execute_run", "load_result", "run_folder"]
+__all__ = ["EVALUATION_VERSION", "SHIFT_METRICS", "RunSpec", "execute_run", "load_result", "run_folder"]
 
-EVALUATION_VERSION = 3
+EVALUATION_VERSION = 4
 """Bumped when the per-run evaluation changes, so cached results of an older evaluation are not reused.
 
 Example:
@@ -71,13 +73,14 @@ class RunSpec:
     config: Mapping[str, Any] = field(hash=False)
     n_bins: int = 15
     boundary_width: float = 2.0
+    shifts: tuple[str, ...] = ()  # test-time shifts also evaluated ("noise_3", ...: softlabels.data.shifts)
 
     @property
     def hash(self) -> str:
         """12 hex digits of the SHA-256 of the config, the seed and the evaluation settings."""
         content = {
             "config": {**self.config, "seed": self.seed}, "n_bins": self.n_bins,
-            "boundary_width": self.boundary_width, "evaluation": EVALUATION_VERSION,
+            "boundary_width": self.boundary_width, "evaluation": EVALUATION_VERSION, "shifts": list(self.shifts),
         }  # fmt: skip
         return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
@@ -216,6 +219,7 @@ def evaluate_split(
                 predictions["oracle"] = batch["true_probs"].float()
             for name, probs in predictions.items():
                 case_arrays = evaluators[name].step(probs, refs, features=features if name == "raw" else None)
+                case_arrays |= decision_arrays(probs, refs, segmentation=segmentation)  # softlabels.bench.decisions
                 if segmentation:  # the downstream stage's features (softlabels.bench.downstream)
                     case_arrays = {**case_arrays, **structure_features(probs)}
                 for key, value in case_arrays.items():
@@ -229,6 +233,44 @@ def evaluate_split(
     arrays = {name: {k: np.concatenate(v, axis=0) for k, v in p.items()} for name, p in parts.items() if p}
     pooled = {k: v for k, v in evaluators["raw"].compute().items() if k == "compactness"}
     return arrays, examples, pooled
+
+
+SHIFT_METRICS = ("ece", "ece_boundary", "nll", "brier", "dice", "soft_dice")
+"""The metrics of the evaluations under shift (no HD95: its distance transforms would dominate the bench's time).
+
+Example:
+    >>> "ece" in SHIFT_METRICS
+    True
+"""
+
+
+def _evaluate_shifted(
+    task: Any, loader: Any, temperature: float, shift: Shift, *, n_bins: int = 15, boundary_width: float = 2.0
+) -> dict[str, np.ndarray]:
+    """Per-case arrays of the temperature-scaled model on a split whose images are shifted (``ts@<shift>``).
+
+    Case ``i`` of the split is shifted with seed ``i`` (:func:`softlabels.data.shifts.shift_images`), so every
+    method sees the same shifted images; only :data:`SHIFT_METRICS` and the decision arrays are computed.
+    """
+    evaluator = Evaluator(
+        task.task, task.num_classes, spatial_dims=task.spatial_dims, n_bins=n_bins, boundary_width=boundary_width,
+        metrics=SHIFT_METRICS,
+    )  # fmt: skip
+    parts: dict[str, list[np.ndarray]] = {}
+    offset = 0
+    with bounded_heap():
+        for batch in loader:
+            images = shift(batch["image"], seed=0, first_case=offset)
+            offset += len(images)
+            with torch.no_grad():
+                probs = torch.softmax(task.predict_logits(images).float() / temperature, 1)
+            refs = batch_references(batch, task.num_classes, task.spatial_dims)
+            arrays = evaluator.step(probs, refs) | decision_arrays(probs, refs, segmentation=True)
+            for key, value in arrays.items():
+                parts.setdefault(key, []).append(value)
+            del batch, images, probs
+            release_freed_memory()
+    return {key: np.concatenate(value, axis=0) for key, value in parts.items()}
 
 
 def _npz_bytes(arrays: Mapping[str, Mapping[str, np.ndarray]], examples: Mapping[str, np.ndarray]) -> bytes:
@@ -289,6 +331,10 @@ def execute_run(spec: RunSpec, root: str | Path, *, prefix: str = "") -> dict[st
     arrays, examples, pooled = evaluate_split(
         task, dm.test_dataloader(), temperature, n_bins=spec.n_bins, boundary_width=spec.boundary_width
     )
+    for shift in parse_shifts(list(spec.shifts)):
+        arrays[f"ts@{shift.name}"] = _evaluate_shifted(
+            task, dm.test_dataloader(), temperature, shift, n_bins=spec.n_bins, boundary_width=spec.boundary_width
+        )
     atomic_write(folder / "cases.npz", lambda handle: handle.write(_npz_bytes(arrays, examples)))
     evaluations = {name: summarize(values) for name, values in arrays.items()}
     for name in ("raw", "ts"):  # the embeddings do not depend on the temperature

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from softlabels.bench.decision_report import DecisionSection, decision_section, decision_sentences
 from softlabels.bench.downstream import DownstreamOutcomes, downstream_outcomes, outcome_sentence
 from softlabels.bench.learning_curves import TOLERANCE, convergence_flags, curve_data
 from softlabels.bench.results import (
@@ -55,6 +56,7 @@ class SuiteSection:
     outcomes: DownstreamOutcomes | None = None  # the outcome models where p* is known (softlabels.bench.downstream)
     learning_curves: dict[str, dict[str, Any]] = field(default_factory=dict)  # column → method → curve_data
     convergence: list[dict[str, Any]] = field(default_factory=list)  # one verdict per run (convergence_flags)
+    decisions: DecisionSection | None = None  # guarantees, failure detection, shift (softlabels.bench.decision_report)
     findings: list[str] = field(default_factory=list)
 
 
@@ -199,4 +201,6 @@ def suite_section(suite: Suite, root: str | Path, *, n_resamples: int = 1000) ->
     section.findings += [s for s in (_claim_sentence(c, section) for c in suite.claims) if s]
     if section.outcomes is not None and section.outcomes.tau is not None:
         section.findings.append(outcome_sentence(section.outcomes))
+    section.decisions = decision_section(cells, suite.task, suite.baseline, failure_below=suite.failure_below)
+    section.findings += decision_sentences(section.decisions, suite.baseline)
     return section

@@ -18,7 +18,7 @@ from typing import Any
 from softlabels._options import look_up_option
 from softlabels.bench.benchmark_run import RunSpec
 
-__all__ = ["BENCHMARKS", "Cell", "Suite", "full_config_dir", "get_benchmark", "plan_runs"]
+__all__ = ["BENCHMARKS", "DEFAULT_SHIFTS", "Cell", "Suite", "full_config_dir", "get_benchmark", "plan_runs"]
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,9 @@ class Suite:
     baseline: str = "hard"
     description: str = ""
     claims: Sequence[Mapping[str, Any]] = ()
+    shifts: Sequence[str] = ()  # test-time shifts ("noise_3", ...; softlabels.data.shifts) evaluated at shift_seeds
+    shift_seeds: Sequence[int] = (0,)
+    failure_below: float | None = None  # a failing case's quality (None: bench.decision_report.FAILURE_BELOW)
 
 
 _UNET = {"name": "unet", "options": {"channels": [8, 16, 32], "strides": [2, 2], "num_res_units": 1}}
@@ -105,6 +108,17 @@ CLASSIFICATION_CELLS: tuple[Cell, ...] = (
     Cell("mbls", "mbls"),
     Cell("raters_soft", "raters_mean", note="soft label: the raters' class distribution"),
 )
+DEFAULT_SHIFTS: tuple[str, ...] = tuple(
+    f"{kind}_{severity}"
+    for kind in ("intensity", "contrast", "bias_field", "noise", "resolution")
+    for severity in (1, 3, 5)
+)
+"""The test-time shifts of the default synthetic-segmentation suite (seed 0 of every method; softlabels.data.shifts).
+
+Example:
+    >>> len(DEFAULT_SHIFTS), DEFAULT_SHIFTS[0]
+    (15, 'intensity_1')
+"""
 _SYNTHETIC_SEG: dict[str, Any] = {"source": "synthetic_segmentation", "batch_size": 8}
 _SYNTHETIC_SEG["options"] = {"shape": [48, 48], "num_cases": [96, 32, 100]}
 _MNI = {
@@ -172,6 +186,7 @@ def _default() -> list[Suite]:
             "synthetic_segmentation", "Segmentation, synthetic 2D multi-rater data (known p*)",
             _SYNTHETIC_SEG, SEGMENTATION_CELLS, 15,
             description="5 simulated raters; the true label distribution p* is known, so the floor is known.",
+            shifts=DEFAULT_SHIFTS, failure_below=0.9,  # a case Dice is ~0.97 here: 0.7 would leave no failure
         ),
         _segmentation(
             "mni152", "Segmentation, MNI152 2D slices (real tissue probability maps)",
@@ -203,7 +218,7 @@ def _quick() -> list[Suite]:
         data = copy.deepcopy(dict(suite.base["data"]))
         options = data["options"]
         if suite.name == "synthetic_segmentation":
-            options["num_cases"] = [16, 8, 8]
+            options["num_cases"] = [16, 8, 20]  # halves of 10: CRC at α = 0.1 needs ≥ 9 calibration cases
         if suite.name == "synthetic_classification":
             options["num_items"] = [128, 64, 64]
         if "build" in options:
@@ -214,9 +229,11 @@ def _quick() -> list[Suite]:
         base = {**suite.base, "data": data, "trainer": trainer}
         if suite.task == "classification":
             base["scheduler"] = {"name": "none"}
+        shifts = ("noise_3",) if suite.shifts else ()
         out.append(
             Suite(
-                suite.name, suite.title, suite.task, base, cells, (0,), suite.baseline, suite.description, suite.claims
+                suite.name, suite.title, suite.task, base, cells, (0,), suite.baseline, suite.description, suite.claims,
+                shifts,
             )
         )
     return out
@@ -315,5 +332,6 @@ def plan_runs(suites: Sequence[Suite], *, only: Sequence[str] | None = None) -> 
             for cell in suite.cells:
                 config = copy.deepcopy(dict(suite.base))
                 config["method"] = {"name": cell.method, "options": dict(cell.options)}
-                specs.append(RunSpec(suite.name, cell.label, seed, config))
+                shifts = tuple(suite.shifts) if seed in suite.shift_seeds else ()
+                specs.append(RunSpec(suite.name, cell.label, seed, config, shifts=shifts))
     return specs

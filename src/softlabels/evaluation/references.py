@@ -26,7 +26,7 @@ from torch import Tensor
 from softlabels._ops import argmax
 from softlabels._options import look_up_option
 
-__all__ = ["REFERENCE_RULES", "References", "batch_references", "labels_of"]
+__all__ = ["REFERENCE_RULES", "RISK_REFERENCES", "References", "batch_references", "labels_of", "risk_reference"]
 
 ReferenceRule = Literal["observed", "label", "true_probs"]  # the names of REFERENCE_RULES, for type hints
 REFERENCE_RULES: tuple[str, ...] = ("observed", "label", "true_probs")
@@ -160,3 +160,76 @@ def batch_references(
         label = label[:, 0]
     hard = label.long()
     return References(hard, soft, raters)
+
+
+RISK_REFERENCES: tuple[str, ...] = ("auto", "label", "each", "union", "majority", "soft")
+"""What a structure's truth is for the risk of a thresholded mask (:mod:`softlabels.conformal`, docs/conformal.md).
+
+* ``"label"`` — the hard label map;
+* ``"each"`` — every rater's own mask: a case's loss is the mean of its loss against each rater (the expected loss
+  against a rater drawn at random);
+* ``"union"`` — the voxels any rater marks (the strictest FNR);
+* ``"majority"`` — the voxels more than half of the raters mark (a soft reference: its value > 0.5);
+* ``"soft"`` — the soft reference as weights: a voxel marked by 2 of 3 raters is 2/3 of a positive (FNR: the
+  expected fraction of the reference's mass that the mask misses);
+* ``"auto"`` — ``each`` when the raters' maps are there, else ``soft`` when there is a soft reference, else ``label``.
+
+Example:
+    >>> RISK_REFERENCES[0]
+    'auto'
+"""
+
+
+def _one_hot(labels: Tensor, num_classes: int, axis: int) -> Tensor:
+    return torch.nn.functional.one_hot(labels.long(), max(num_classes, 2)).movedim(-1, axis).float()
+
+
+def _soft_weights(refs: References, rule: str, num_classes: int) -> Tensor:
+    """``(N, C, *spatial)`` weights of the soft reference (rater mean): itself, its union or its strict majority."""
+    if refs.soft is not None:
+        soft = refs.soft.float()
+    elif refs.raters is not None:
+        soft = _one_hot(refs.raters, num_classes, -1).mean(1).movedim(-1, 1)
+    else:
+        raise ValueError(f"risk reference {rule!r} needs raters or a soft reference; the data has only labels.")
+    if rule == "union":
+        return (soft > 0).float()
+    return (soft > 0.5).float() if rule == "majority" else soft
+
+
+def risk_reference(refs: References, num_classes: int, rule: str = "auto") -> Tensor:
+    """The truth weights of a batch for conformal risk control under ``rule`` (:data:`RISK_REFERENCES`).
+
+    Args:
+        refs: the batch's references (segmentation).
+        num_classes: channels ``C`` of the predictions; ``1`` (a binary foreground probability) gives the
+            foreground's weights in that one channel.
+        rule: one of :data:`RISK_REFERENCES`.
+
+    Returns:
+        ``(N, C, *spatial)`` weights in [0, 1], or ``(N, R, C, *spatial)`` for ``"each"`` (one mask per rater).
+
+    Raises:
+        ValueError: an unknown rule, or a rule the data cannot give (``each`` without raters, ``union`` /
+            ``majority`` / ``soft`` with labels only).
+
+    Example:
+        >>> refs = References(torch.tensor([[0, 1, 1]]), raters=torch.tensor([[[0, 1, 1], [0, 0, 1], [1, 0, 1]]]))
+        >>> risk_reference(refs, 2, "majority")[0, 1].tolist(), risk_reference(refs, 2).shape
+        ([0.0, 0.0, 1.0], torch.Size([1, 3, 2, 3]))
+    """
+    rule = look_up_option("reference", rule, RISK_REFERENCES, where="risk_reference")
+    if rule == "auto":
+        rule = "each" if refs.raters is not None else ("soft" if refs.soft is not None else "label")
+    if rule == "label":
+        weights = _one_hot(refs.hard, num_classes, 1)
+    elif rule == "each":
+        if refs.raters is None:
+            raise ValueError("risk reference 'each' needs the raters' maps; the data has none (use 'soft' or 'label').")
+        weights = _one_hot(refs.raters, num_classes, 2)
+        return weights[:, :, 1:2] if num_classes == 1 else weights
+    else:
+        weights = _soft_weights(refs, rule, num_classes)
+    if num_classes == 1 and weights.shape[1] != 1:
+        weights = weights[:, 1:2]
+    return weights

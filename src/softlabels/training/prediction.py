@@ -10,13 +10,15 @@ Segmentation outputs, per case, in ``output/``:
 - ``masks/<case>/t<level>.nii.gz`` (NIfTI inputs) or ``masks/<case>/t<level>[_c<class>].png`` (2D otherwise) or
   ``.npz``: for every threshold level ``t``, the voxels with ``p_c >= t``, one channel per foreground class (a binary
   task: a single map). Masks are nested by construction: the mask at 0.9 lies inside the mask at 0.1;
-- ``predictions.json``: the files, the thresholds and the temperature used.
+- ``masks/<case>/conformal.*`` with ``--conformal FILE`` (thresholds of ``softlabels conformal``): the masks at each
+  structure's controlled threshold, one channel per structure, in the format of the other masks;
+- ``predictions.json``: the files, the thresholds and the temperature used (and the conformal file's content).
 
 ``<case>`` is the sample's name (:class:`~softlabels.evaluation.case_names.CaseNames`: its ``"case"``, with ``_1``,
 ``_2``, … appended when a source's case holds several samples, e.g. the nodules of one LIDC patient).
 
-Classification: ``predictions.csv`` (case, the probability of each class, the predicted class) and
-``predictions.json``.
+Classification: ``predictions.csv`` (case, the probability of each class, the predicted class; with
+``--conformal``, the prediction set — the classes separated by spaces — and its size) and ``predictions.json``.
 
 The output folder is written as a whole (:func:`softlabels._io.staged_folder`): the new predictions are built beside
 it and swapped in when complete, so a folder never mixes an earlier prediction's masks with this one's. ``output``
@@ -96,7 +98,8 @@ def _write(path: Path, payload: bytes) -> str:
 
 MANIFEST = "predictions.json"
 _OWN_FILES = re.compile(
-    r"^(predictions\.json|predictions\.csv|probs/[^/]+\.(nii\.gz|npz)|masks/[^/]+/t[0-9.]+(_c\d+)?\.(nii\.gz|png|npz))$"
+    r"^(predictions\.json|predictions\.csv|probs/[^/]+\.(nii\.gz|npz)"
+    r"|masks/[^/]+/(t[0-9.]+|conformal)(_c\d+)?\.(nii\.gz|png|npz))$"
 )
 
 
@@ -132,8 +135,10 @@ def check_prediction_folder(output: str | Path) -> Path:
     return out
 
 
-def _write_case(out: Path, case: str, probs: Tensor, affine: Tensor | None, levels: Sequence[float]) -> list[str]:
-    """Write one case's probability map and masks; return the files."""
+def _write_case(
+    out: Path, case: str, probs: Tensor, affine: Tensor | None, levels: Sequence[float], conformal: Any = None
+) -> list[str]:
+    """Write one case's probability map and masks (and its conformal masks); return the files."""
     p = probs.double().numpy()  # (C, *spatial)
     files: list[str] = []
     spatial = p.shape[1:]
@@ -148,6 +153,9 @@ def _write_case(out: Path, case: str, probs: Tensor, affine: Tensor | None, leve
     for level in levels:
         masks = (p[1:] >= level).astype(np.uint8)  # (C − 1, *spatial)
         files += _write_masks(out / "masks" / case, f"t{level:.2f}", masks, affine)
+    if conformal is not None:
+        masks = conformal.masks(probs[None])[0].cpu().numpy().astype(np.uint8)  # (K, *spatial)
+        files += _write_masks(out / "masks" / case, "conformal", masks, affine)
     return files
 
 
@@ -171,8 +179,12 @@ def predict(
     input_root: str | Path | None = None,
     split: str = "test",
     thresholds: Sequence[float] = QUBIQ_THRESHOLDS,
+    conformal: str | Path | None = None,
 ) -> dict[str, Any]:
     """Write the probability maps and thresholded masks of ``checkpoint`` (see the module docstring).
+
+    ``conformal`` is a file of ``softlabels conformal`` fitted on this checkpoint: its thresholds give one more mask
+    per case (segmentation), its prediction sets one more column (classification).
 
     The inputs are a user's folder (``input_root``: the generic layout with ``images/``; other folders are
     ignored) or a split of the run's data. Folder images go through the run's stored input pipeline
@@ -199,23 +211,61 @@ def predict(
     """
     levels = check_thresholds(thresholds)
     out = check_prediction_folder(output)
+    fitted, fitted_dict = _read_conformal(conformal)
     if input_root is not None:
-        return _predict_folder(checkpoint, out, input_root, levels)
+        return _predict_folder(checkpoint, out, input_root, levels, (fitted, fitted_dict, conformal))
     config, dm, task = load_run(checkpoint)
+    _check_conformal(fitted, fitted_dict, config.task, task, conformal)
     loader = split_loader(dm, split)
     manifest: dict[str, Any] = {"checkpoint": str(checkpoint), "temperature": task.scaler.temperature_}
+    if fitted is not None:
+        manifest["conformal"] = {"file": str(conformal), **fitted_dict}
     with staged_folder(out) as stage:
         if config.task == "classification":
-            names = _predict_classes(task, loader, stage)
+            names = _predict_classes(task, loader, stage, fitted)
         else:
             manifest["thresholds"] = list(levels)
-            names = _predict_masks(task, loader, stage, levels)
+            names = _predict_masks(task, loader, stage, levels, fitted)
         manifest["files"] = [str(out / name) for name in names]
         _write(stage / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
     return manifest
 
 
-def _predict_folder(checkpoint: str | Path, out: Path, input_root: str | Path, levels: Sequence[float]) -> dict:
+def _read_conformal(path: str | Path | None) -> tuple[Any, dict[str, Any]]:
+    """The fitted thresholds or sets of a ``softlabels conformal`` file and its JSON content (``None``, {})."""
+    if path is None:
+        return None, {}
+    from softlabels.conformal import read_conformal, read_provenance
+
+    fitted = read_conformal(path)
+    return fitted, fitted.to_dict() | {"provenance": read_provenance(path)}
+
+
+def _check_conformal(fitted: Any, content: dict[str, Any], task_kind: str, task: Any, path: Any) -> None:
+    """Refuse a conformal file of the other task, of channels the run lacks, or fitted at another temperature."""
+    if fitted is None:
+        return
+    from softlabels.conformal import ConformalSets
+
+    expected = "classification" if isinstance(fitted, ConformalSets) else "segmentation"
+    if expected != task_kind:
+        raise ValueError(f"--conformal {str(path)!r} was fitted for {expected}; this is a {task_kind} run.")
+    channels = tuple(getattr(fitted, "channels", ()))
+    if channels and max(channels) >= task.num_classes:
+        raise ValueError(
+            f"--conformal {str(path)!r} thresholds channel {max(channels)}; the run has {task.num_classes} channels."
+        )
+    fitted_t = (content.get("provenance") or {}).get("temperature")
+    if fitted_t is not None and abs(float(fitted_t) - float(task.scaler.temperature_)) > 1e-6:
+        raise ValueError(
+            f"--conformal {str(path)!r} was fitted on probabilities at temperature {fitted_t}; this checkpoint uses "
+            f"{task.scaler.temperature_}: refit it with `softlabels conformal --checkpoint` on this checkpoint."
+        )
+
+
+def _predict_folder(
+    checkpoint: str | Path, out: Path, input_root: str | Path, levels: Sequence[float], conformal: tuple
+) -> dict:
     """``predict --input``: every image of a folder through the run's stored pipeline, written on its own grid."""
     from softlabels.training.image_inference import open_folder, predict_image
     from softlabels.training.run import load_model
@@ -223,23 +273,26 @@ def _predict_folder(checkpoint: str | Path, out: Path, input_root: str | Path, l
     config, task = load_model(checkpoint)
     if config.task == "classification":
         raise ValueError("predict on a folder is for segmentation runs; use --split for classification.")
+    _check_conformal(conformal[0], conformal[1], config.task, task, conformal[2])
     data = {"source": "folder", "options": {"root": str(input_root), "check_values": False}}
     dataset, _ = open_folder(data, num_classes=task.num_classes)
     manifest: dict[str, Any] = {"checkpoint": str(checkpoint), "temperature": task.scaler.temperature_}
     manifest |= {"thresholds": list(levels), "input": str(input_root), "input_pipeline": task.input_pipeline}
+    if conformal[0] is not None:
+        manifest["conformal"] = {"file": str(conformal[2]), **conformal[1]}
     with staged_folder(out) as stage:
         files: list[str] = []
         for index in range(len(dataset)):
             sample = dataset[index]
             affine = sample.get("affine")
             probs = predict_image(task, sample["image"], affine, batch_size=config.data.batch_size)
-            files += _write_case(stage, str(sample["case"]), probs, affine, levels)
+            files += _write_case(stage, str(sample["case"]), probs, affine, levels, conformal[0])
         manifest["files"] = [str(out / Path(f).relative_to(stage)) for f in files]
         _write(stage / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
     return manifest
 
 
-def _predict_masks(task: Any, loader: Any, stage: Path, levels: Sequence[float]) -> list[str]:
+def _predict_masks(task: Any, loader: Any, stage: Path, levels: Sequence[float], conformal: Any = None) -> list[str]:
     """Write every case's probability map and masks into ``stage``; return their paths relative to it."""
     files: list[str] = []
     case_names = CaseNames()
@@ -252,21 +305,26 @@ def _predict_masks(task: Any, loader: Any, stage: Path, levels: Sequence[float])
             affines = batch.get("affine")
             for i, name in enumerate(case_names(batch, len(probs))):
                 affine = affines[i] if isinstance(affines, Tensor) else grid
-                files += _write_case(stage, name, probs[i], affine, levels)
+                files += _write_case(stage, name, probs[i], affine, levels, conformal)
     return [str(Path(f).relative_to(stage)) for f in files]
 
 
-def _predict_classes(task: Any, loader: Any, stage: Path) -> list[str]:
+def _predict_classes(task: Any, loader: Any, stage: Path, conformal: Any = None) -> list[str]:
     rows: list[list[Any]] = []
     case_names = CaseNames()
+    generator = torch.Generator().manual_seed(0)  # randomised sets: reproducible
     with torch.no_grad():
         for batch in loader:
             probs = torch.softmax(task.predict_logits(batch["image"]).float(), dim=1)
-            for name, row in zip(case_names(batch, len(probs)), probs.tolist(), strict=True):
-                rows.append([name, *row, int(np.argmax(row))])
+            sets = None if conformal is None else conformal.predict(probs, generator=generator)
+            for i, (name, row) in enumerate(zip(case_names(batch, len(probs)), probs.tolist(), strict=True)):
+                members = [] if sets is None else sets[i].nonzero()[:, 0].tolist()
+                extra = [] if sets is None else [" ".join(map(str, members)), len(members)]
+                rows.append([name, *row, int(np.argmax(row)), *extra])
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["case", *[f"p{c}" for c in range(task.num_classes)], "predicted"])
+    extra_header = [] if conformal is None else ["prediction_set", "set_size"]
+    writer.writerow(["case", *[f"p{c}" for c in range(task.num_classes)], "predicted", *extra_header])
     writer.writerows(rows)
     _write(stage / "predictions.csv", buffer.getvalue().encode())
     return ["predictions.csv"]
