@@ -46,7 +46,9 @@ def test_segmentation_guarantees_failure_detection_and_shift_from_the_runs(tiny_
     assert all(set(m["ece"]) == {0, 3} for m in section.shift.values())
     assert set(section.shift_kinds) == {"noise"}
     header, rows = shift_rows(section)
-    assert header[1:] == ["ECE s0", "ECE s3", "Dice s0", "Dice s3", "FNR s0", "FNR s3"] and len(rows) == 3
+    assert header[1:] == [f"{n} (s0 → s3)" for n in ("ECE", "NLL", "Dice", "realized FNR", "e-AURC")]
+    assert len(rows) == 3 and all(len(r) == 6 and r[1].count("→") == 1 for r in rows)
+    assert all(set(m) == {"ece", "nll", "dice", "fnr", "e_aurc"} for m in section.shift.values())
     for draw in (risk_coverage_figure, shift_figure):
         assert figure_png(draw(section, title="t")).startswith(PNG_SIGNATURE)
     sentences = decision_sentences(section, suite.baseline)

@@ -303,7 +303,8 @@ def _decision_tables(section: SuiteSection) -> list[tuple[str, str, tuple[list[s
         caption = (
             "Seed 0 of every method, temperature-scaled, on the test images shifted at severities 1–5 (mean over "
             "intensity, contrast, bias field, noise and resolution; softlabels.data.shifts); FNR: CRC thresholds "
-            "calibrated on the clean cases, applied to the shifted ones."
+            "calibrated on the clean cases, applied to the shifted ones; e-AURC: the failure-detection confidence "
+            "of the table above on the shifted cases."
         )
         out.append(("Under shift", caption, shift_rows(d)))
     return out

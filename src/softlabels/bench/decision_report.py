@@ -9,8 +9,9 @@ and returns plain data; the ``*_rows`` functions turn it into table rows and the
   RAPS and class-conditional (Mondrian) APS sets;
 * **failure detection** — per method, every per-case confidence score against the case's quality (Dice or
   correctness): AURC, e-AURC, AUGRC, AUROC of detecting a failure, Spearman ρ; and the risk–coverage curves;
-* **under shift** — per method and severity (mean over the shift kinds): ECE, Dice, and the realized FNR of
-  thresholds calibrated on the clean test cases and applied to the shifted ones.
+* **under shift** — per method and severity (mean over the shift kinds): ECE, NLL, Dice, the realized FNR of
+  thresholds calibrated on the clean test cases and applied to the shifted ones, and the e-AURC of the failure
+  detection's confidence.
 
 Every number is computed from the run files; the evaluation is ``raw`` (the model as trained: the comparison of
 the methods) — the shifted evaluations are of the temperature-scaled model, against its own clean calibration.
@@ -59,7 +60,8 @@ Example:
     >>> FAILURE_BELOW["segmentation"]
     0.7
 """
-_SHIFT_KEYS = ("ece", "dice", "fnr")
+_SHIFT_KEYS = ("ece", "nll", "dice", "fnr", "e_aurc")
+_SHIFT_NAMES = {"ece": "ECE", "nll": "NLL", "dice": "Dice", "fnr": "realized FNR", "e_aurc": "e-AURC"}
 
 
 @dataclass
@@ -140,8 +142,19 @@ def decision_section(
     return section
 
 
+def _shift_values(
+    section: DecisionSection, summary: Mapping[str, Any], clean: Mapping[str, np.ndarray],
+    test: Mapping[str, np.ndarray], seed: int,
+) -> dict[str, float]:  # fmt: skip
+    """ECE, NLL, Dice, realized FNR (clean calibration) and e-AURC of the section's confidence on one evaluation."""
+    rows = failure_rows(test, segmentation=True, failure_below=section.failure_below)
+    e_aurc = next((float(r["e_aurc"]) for r in rows if r["confidence"] == section.confidence), math.nan)
+    out = {key: float(summary[key]) for key in ("ece", "nll", "dice")}
+    return out | {"fnr": _realized_fnr(clean, test, seed), "e_aurc": e_aurc}
+
+
 def _shift_numbers(section: DecisionSection, cells: Mapping[str, CellRuns]) -> None:
-    """Per method: ECE, Dice and realized FNR (clean calibration) per severity, averaged over kinds and seeds."""
+    """Per method: the :data:`_SHIFT_KEYS` per severity (0: clean), averaged over kinds and seeds."""
     for label, cell in cells.items():
         values: dict[str, dict[int, list[float]]] = {key: {} for key in _SHIFT_KEYS}
         for result, arrays in zip(cell.results, cell.arrays, strict=True):
@@ -149,17 +162,17 @@ def _shift_numbers(section: DecisionSection, cells: Mapping[str, CellRuns]) -> N
             shifted = {name.split("@", 1)[1]: a for name, a in arrays.items() if name.startswith("ts@")}
             if not shifted or "fnr_curve" not in clean:
                 continue
-            values["ece"].setdefault(0, []).append(float(result["evaluations"]["ts"]["ece"]))
-            values["dice"].setdefault(0, []).append(float(result["evaluations"]["ts"]["dice"]))
-            values["fnr"].setdefault(0, []).append(_realized_fnr(clean, clean, result["seed"]))
-            for name, shifted_arrays in shifted.items():
+            evaluations = result["evaluations"]
+            points = [(None, 0, _shift_values(section, evaluations["ts"], clean, clean, result["seed"]))]
+            for name, test in shifted.items():
                 kind, severity = name.rsplit("_", 1)
-                summary = result["evaluations"][f"ts@{name}"]
-                fnr = _realized_fnr(clean, shifted_arrays, result["seed"])
-                for key, value in (("ece", summary["ece"]), ("dice", summary["dice"]), ("fnr", fnr)):
-                    values[key].setdefault(int(severity), []).append(float(value))
-                by_kind = section.shift_kinds.setdefault(kind, {}).setdefault(label, {})
-                by_kind[int(severity)] = float(summary["ece"])
+                summary = evaluations[f"ts@{name}"]
+                points.append((kind, int(severity), _shift_values(section, summary, clean, test, result["seed"])))
+            for kind, severity, point in points:
+                for key, value in point.items():
+                    values[key].setdefault(severity, []).append(value)
+                if kind is not None:
+                    section.shift_kinds.setdefault(kind, {}).setdefault(label, {})[severity] = point["ece"]
         if values["ece"]:
             section.shift[label] = {k: {s: float(np.mean(v)) for s, v in sorted(d.items())} for k, d in values.items()}
 
@@ -242,19 +255,19 @@ def failure_table_rows(section: DecisionSection) -> tuple[list[str], list[list[s
 
 
 def shift_rows(section: DecisionSection) -> tuple[list[str], list[list[str]]]:
-    """Per method: ECE / Dice / realized FNR at severity 0 (clean) and each shifted severity (mean over kinds).
+    """Per method: ECE, NLL, Dice, realized FNR and e-AURC from severity 0 (clean) up (mean over the kinds).
 
     Example:
         >>> shift_rows(DecisionSection("segmentation"))[1]
         []
     """
     severities = sorted({s for m in section.shift.values() for d in m.values() for s in d})
-    header = ["method"] + [
-        f"{key.upper() if key != 'dice' else 'Dice'} s{s}" for key in _SHIFT_KEYS for s in severities
-    ]
+    steps = " → ".join(f"s{s}" for s in severities)
+    header = ["method"] + [f"{_SHIFT_NAMES[key]} ({steps})" for key in _SHIFT_KEYS]
     rows = []
     for label, metrics in section.shift.items():
-        rows.append([f"`{label}`"] + [f"{metrics[k].get(s, math.nan):.3f}" for k in _SHIFT_KEYS for s in severities])
+        cells = [" → ".join(f"{metrics[k].get(s, math.nan):.3f}" for s in severities) for k in _SHIFT_KEYS]
+        rows.append([f"`{label}`", *cells])
     return header, rows
 
 
@@ -282,7 +295,7 @@ def risk_coverage_figure(section: DecisionSection, *, title: str) -> Figure | No
 
 
 def shift_figure(section: DecisionSection, *, title: str) -> Figure | None:
-    """Metric vs severity per method (Ovadia et al., NeurIPS 2019): ECE, Dice and realized FNR; ECE per kind.
+    """Metric vs severity per method (Ovadia et al., NeurIPS 2019): the :data:`_SHIFT_KEYS`; ECE per kind.
 
     Example:
         >>> shift_figure(DecisionSection("segmentation"), title="t") is None
@@ -295,7 +308,7 @@ def shift_figure(section: DecisionSection, *, title: str) -> Figure | None:
     kinds = sorted(section.shift_kinds)
     figure = _new_figure(3.0 * max(len(_SHIFT_KEYS), len(kinds)), 6.0)
     grid = figure.subplots(2, max(len(_SHIFT_KEYS), len(kinds)), squeeze=False)
-    names = {"ece": "ECE", "dice": "Dice", "fnr": f"realized FNR (target ≤ {ALPHA})"}
+    names = _SHIFT_NAMES | {"fnr": f"realized FNR (target ≤ {ALPHA})"}
     for column, key in enumerate(_SHIFT_KEYS):
         ax = grid[0][column]
         for i, (label, metrics) in enumerate(section.shift.items()):
