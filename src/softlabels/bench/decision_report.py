@@ -163,11 +163,13 @@ def _shift_numbers(section: DecisionSection, cells: Mapping[str, CellRuns]) -> N
             if not shifted or "fnr_curve" not in clean:
                 continue
             evaluations = result["evaluations"]
-            points = [(None, 0, _shift_values(section, evaluations["ts"], clean, clean, result["seed"]))]
+            points: list[tuple[str | None, int, dict[str, float]]] = [
+                (None, 0, _shift_values(section, evaluations["ts"], clean, clean, result["seed"]))
+            ]
             for name, test in shifted.items():
-                kind, severity = name.rsplit("_", 1)
+                shift_kind, level = name.rsplit("_", 1)
                 summary = evaluations[f"ts@{name}"]
-                points.append((kind, int(severity), _shift_values(section, summary, clean, test, result["seed"])))
+                points.append((shift_kind, int(level), _shift_values(section, summary, clean, test, result["seed"])))
             for kind, severity, point in points:
                 for key, value in point.items():
                     values[key].setdefault(severity, []).append(value)
