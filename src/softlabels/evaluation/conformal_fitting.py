@@ -19,7 +19,7 @@ import torch
 from softlabels._options import look_up_option
 from softlabels.conformal import ConformalThresholds, SegmentationRiskControl
 from softlabels.data.prediction_files import CaseFiles, ReferenceKind, list_cases, load_case
-from softlabels.evaluation.references import RISK_REFERENCES, References, risk_reference
+from softlabels.evaluation.references import RISK_REFERENCES, References, resolve_risk_reference, risk_reference
 
 __all__ = ["fit_thresholds_from_folders", "structure_names"]
 
@@ -97,8 +97,7 @@ def fit_thresholds_from_folders(
     used = rule
     for files in cases:
         probs, refs = _case_references(files, kind, rule, None if control is None else control.num_classes)
-        if rule == "auto":
-            used = "each" if refs.raters is not None else ("soft" if refs.soft is not None else "label")
+        used = resolve_risk_reference(refs, rule)
         if control is None:
             control = SegmentationRiskControl(probs.shape[1], loss=loss, num_levels=num_levels)
         control.update(probs, risk_reference(refs, probs.shape[1], used))

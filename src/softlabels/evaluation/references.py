@@ -26,7 +26,15 @@ from torch import Tensor
 from softlabels._ops import argmax
 from softlabels._options import look_up_option
 
-__all__ = ["REFERENCE_RULES", "RISK_REFERENCES", "References", "batch_references", "labels_of", "risk_reference"]
+__all__ = [
+    "REFERENCE_RULES",
+    "RISK_REFERENCES",
+    "References",
+    "batch_references",
+    "labels_of",
+    "resolve_risk_reference",
+    "risk_reference",
+]
 
 ReferenceRule = Literal["observed", "label", "true_probs"]  # the names of REFERENCE_RULES, for type hints
 REFERENCE_RULES: tuple[str, ...] = ("observed", "label", "true_probs")
@@ -197,6 +205,20 @@ def _soft_weights(refs: References, rule: str, num_classes: int) -> Tensor:
     return (soft > 0.5).float() if rule == "majority" else soft
 
 
+def resolve_risk_reference(refs: References, rule: str = "auto") -> str:
+    """The rule :func:`risk_reference` applies: ``rule`` itself, or what ``"auto"`` means for these references.
+
+    Example:
+        >>> resolve_risk_reference(References(torch.tensor([0, 1]))), resolve_risk_reference(References(
+        ...     torch.tensor([0, 1]), raters=torch.tensor([[0, 1], [1, 1]])), "union")
+        ('label', 'union')
+    """
+    rule = look_up_option("reference", rule, RISK_REFERENCES, where="risk_reference")
+    if rule == "auto":
+        return "each" if refs.raters is not None else ("soft" if refs.soft is not None else "label")
+    return rule
+
+
 def risk_reference(refs: References, num_classes: int, rule: str = "auto") -> Tensor:
     """The truth weights of a batch for conformal risk control under ``rule`` (:data:`RISK_REFERENCES`).
 
@@ -218,9 +240,7 @@ def risk_reference(refs: References, num_classes: int, rule: str = "auto") -> Te
         >>> risk_reference(refs, 2, "majority")[0, 1].tolist(), risk_reference(refs, 2).shape
         ([0.0, 0.0, 1.0], torch.Size([1, 3, 2, 3]))
     """
-    rule = look_up_option("reference", rule, RISK_REFERENCES, where="risk_reference")
-    if rule == "auto":
-        rule = "each" if refs.raters is not None else ("soft" if refs.soft is not None else "label")
+    rule = resolve_risk_reference(refs, rule)
     if rule == "label":
         weights = _one_hot(refs.hard, num_classes, 1)
     elif rule == "each":

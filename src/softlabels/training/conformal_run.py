@@ -19,7 +19,7 @@ import torch
 
 from softlabels.conformal import ConformalSets, ConformalThresholds, SegmentationRiskControl, fit_prediction_sets
 from softlabels.evaluation.conformal_fitting import structure_names
-from softlabels.evaluation.references import batch_references, risk_reference
+from softlabels.evaluation.references import batch_references, resolve_risk_reference, risk_reference
 from softlabels.training.inference import split_loader
 from softlabels.training.run import load_run
 
@@ -92,8 +92,7 @@ def fit_conformal(
         for batch in loader:
             probs = torch.softmax(task.predict_logits(batch["image"]).float(), 1)
             refs = batch_references(batch, task.num_classes, task.spatial_dims)
-            if reference == "auto":
-                used = "each" if refs.raters is not None else ("soft" if refs.soft is not None else "label")
+            used = resolve_risk_reference(refs, reference)
             control.update(probs, risk_reference(refs, task.num_classes, used))
     structures = structure_names(task.num_classes, names)
     return control.fit(alpha, procedure=procedure, delta=delta, structures=structures, reference=used), provenance
