@@ -129,7 +129,7 @@ def test_prediction_sets_cover_at_one_minus_alpha_with_known_truth():
         assert 1 - ALPHA - 3 * se - 0.005 <= mean <= 1 - ALPHA + 1 / 301 + 3 * se, (name, mean)
         assert 1.0 <= values["size"][0] < 6
     assert out["raps"]["size"][0] <= out["aps"]["size"][0] + 1e-9  # the rank penalty shrinks the sets
-    assert out["aps_mondrian"]["min_class_coverage"] > out["aps"]["min_class_coverage"] - 0.05
+    assert out["aps_mondrian"]["min_class_coverage"] >= 1 - ALPHA - 0.03  # every class covered (on average)
 
 
 def test_case_quality_failure_rows_and_mean_risk_coverage():
