@@ -143,3 +143,14 @@ def test_case_quality_failure_rows_and_mean_risk_coverage():
     losses = np.array([0.0, 1.0])
     cover, risk = mean_risk_coverage([(np.array([0.9, 0.1]), losses), (np.array([0.1, 0.9]), losses)])
     assert cover.tolist() == [0.5, 1.0] and risk.tolist() == [0.5, 0.5]
+
+
+def test_too_few_cases_for_halves_calibrate_on_all_but_one():
+    from softlabels.bench.decisions import calibration_size
+
+    assert [calibration_size(n, 0.1) for n in (9, 10, 11, 17, 18, 100)] == [None, 9, 10, 16, 9, 50]
+    assert calibration_size(40, 0.05) == 20 and calibration_size(20, 0.05) == 19
+    rng = np.random.default_rng(1)
+    loss = np.sort(rng.random((11, 1, 21)), axis=2) * np.linspace(0, 1, 21)
+    out = risk_control_splits(loss, 1 - loss, n_splits=200)
+    assert out["n_calibration"] == 10 and out["crc"][0]["risk"][0] <= ALPHA + 3 * out["crc"][0]["risk_se"]

@@ -285,8 +285,10 @@ def _decision_tables(section: SuiteSection) -> list[tuple[str, str, tuple[list[s
         caption = (
             "Conformal risk control (CRC) and Learn-then-Test (LTT) thresholds on each structure's probability "
             "(mask = p ≥ t), fitted on a random half of the test cases and tested on the other half, 500 times per "
-            "seed; FNR against each rater (else the soft reference). LTT's calibration halves are drawn with "
-            "replacement, so the cases are the population and P(FNR > α) is exact. docs/conformal.md."
+            "seed (all cases but one calibrate where half are too few: marked 'cal.'); FNR against each rater (else "
+            "the soft reference); mean over the structures. LTT's calibration sets are drawn with replacement, so "
+            "the cases are the population and P(FNR > α) is exact; an LTT threshold of 0 means that no smaller mask "
+            "than the whole image could be certified with so few cases. docs/conformal.md."
             if d.task == "segmentation"
             else "Prediction sets at coverage 1 − α = 0.9 fitted on random halves of the test cases (500 per seed): "
             "mean coverage and set size on the other half; Mondrian: one quantile per true class."

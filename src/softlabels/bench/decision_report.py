@@ -95,7 +95,8 @@ def _mean_rows(per_seed: Sequence[Sequence[Mapping[str, Any]]]) -> list[dict[str
         row: dict[str, Any] = {"confidence": group[0]["confidence"]}
         for key in group[0]:
             if key != "confidence":
-                row[key] = float(np.nanmean([float(r[key]) for r in group])) if group else math.nan
+                finite = [float(r[key]) for r in group if math.isfinite(float(r[key]))]
+                row[key] = float(np.mean(finite)) if finite else math.nan  # NaN: no seed had a value
         rows.append(row)
     return rows
 
@@ -203,8 +204,7 @@ def _avg(seeds: Sequence[Mapping[str, Any] | None], part: str, key: str, index: 
 
 def _too_few(section: DecisionSection) -> str:
     needed = math.ceil(1.0 / ALPHA - 1.0 - 1e-9)
-    halves = f"{section.n_cases // 2} per half" if section.n_cases else "halves"
-    return f"too few cases ({halves}; CRC at α = {ALPHA} needs ≥ {needed})"
+    return f"too few cases ({section.n_cases}; CRC at α = {ALPHA} needs ≥ {needed} to calibrate and 1 to test)"
 
 
 def guarantee_rows(section: DecisionSection) -> tuple[list[str], list[list[str]]]:
@@ -223,8 +223,10 @@ def guarantee_rows(section: DecisionSection) -> tuple[list[str], list[list[str]]
                 rows.append([f"`{label}`", _too_few(section), "–", "–", "–", "–", "–"])
                 continue
             risk, spread = _avg(seeds, "crc", "risk"), _avg(seeds, "crc", "risk", 1)
+            n_cal = next(s["n_calibration"] for s in seeds if s is not None)
+            name = f"`{label}`" + ("" if n_cal <= section.n_cases // 2 else f" ({n_cal} cal.)")
             rows.append([
-                f"`{label}`", f"{_avg(seeds, 'crc', 'threshold'):.3f}", f"{risk:.4f} ± {spread:.4f}",
+                name, f"{_avg(seeds, 'crc', 'threshold'):.3f}", f"{risk:.4f} ± {spread:.4f}",
                 f"{100 * _avg(seeds, 'crc', 'fraction'):.2f}", f"{_avg(seeds, 'ltt', 'threshold'):.3f}",
                 f"{_avg(seeds, 'ltt', 'violations'):.3f}", f"{100 * _avg(seeds, 'ltt', 'fraction'):.2f}",
             ])  # fmt: skip

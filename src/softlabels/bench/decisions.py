@@ -49,6 +49,7 @@ __all__ = [
     "BENCH_LEVELS",
     "N_SPLITS",
     "SET_SETTINGS",
+    "calibration_size",
     "case_quality",
     "decision_arrays",
     "failure_rows",
@@ -129,13 +130,28 @@ def decision_arrays(probs: Tensor, refs: References, *, segmentation: bool) -> d
     return out
 
 
-def _split_indices(n: int, n_splits: int, seed: int, *, replace: bool) -> tuple[np.ndarray, np.ndarray]:
-    """``(calibration (S, m), test (S, n − m))`` indices of random halves (with replacement: test empty).
+def calibration_size(n: int, alpha: float) -> int | None:
+    """Calibration cases per split of ``n``: half, or all but one when half is too few for CRC at ``alpha``.
+
+    CRC needs ``B/(m + 1) ≤ α`` (``B = 1``), i.e. ``m ≥ 1/α − 1`` calibration cases; ``None`` when even ``n − 1``
+    are too few.
+
+    Example:
+        >>> calibration_size(100, 0.1), calibration_size(11, 0.1), calibration_size(9, 0.1)
+        (50, 10, None)
+    """
+    for m in (n // 2, n - 1):
+        if m >= 1 and (m + 1) * alpha >= 1.0 - 1e-12:
+            return m
+    return None
+
+
+def _split_indices(n: int, m: int, n_splits: int, seed: int, *, replace: bool) -> tuple[np.ndarray, np.ndarray]:
+    """``(calibration (S, m), test (S, n − m))`` indices of random splits (with replacement: test empty).
 
     Drawn with replacement, the pool itself is the population the calibration cases come from.
     """
     rng = default_rng(seed)
-    m = n // 2
     if replace:
         return rng.integers(0, n, size=(n_splits, m)), np.zeros((n_splits, 0), dtype=np.int64)
     perms = np.argsort(rng.random((n_splits, n)), axis=1)
@@ -155,8 +171,9 @@ def risk_control_splits(
 ) -> dict[str, Any] | None:
     """CRC and LTT over random calibration/test splits of one run's cases, per structure.
 
-    CRC: the cases are halved at random ``n_splits`` times; the threshold fitted on one half is applied to the
-    other; reported: the threshold, the realized test FNR (its mean is what CRC bounds by α), the mask fraction.
+    CRC: the cases are halved at random ``n_splits`` times (all but one case calibrate when half is too few:
+    :func:`calibration_size`); the threshold fitted on one part is applied to the other; reported: the threshold,
+    the realized test FNR (its mean is what CRC bounds by α), the mask fraction.
     LTT: calibration sets of the same size drawn *with replacement* from the cases, so the cases are the
     population and the risk of the chosen threshold is known exactly (the mean over all cases); reported: the
     violation frequency P(risk > α) (LTT bounds it by δ), the threshold, the mask fraction.
@@ -173,7 +190,7 @@ def risk_control_splits(
         test_fraction: the mask fractions of ``test_loss``'s cases.
 
     Returns:
-        ``None`` when half the cases are too few for α (CRC needs ``n/2 >= 1/α − 1``); else per structure lists
+        ``None`` when the cases are too few for α (CRC needs ``1/α − 1`` calibration cases); else per structure lists
         under ``"crc"`` and ``"ltt"`` of dicts with ``threshold``/``risk``/``fraction`` as ``(mean, std)``, and
         ``violations`` (LTT).
 
@@ -185,16 +202,16 @@ def risk_control_splits(
         True
     """
     n = loss.shape[0]
-    m = n // 2
-    if m + 1 < 1.0 / alpha:
+    m = calibration_size(n, alpha)
+    if m is None:
         return None
     test_loss = loss if test_loss is None else test_loss
     test_fraction = fraction if test_fraction is None else test_fraction
     levels = threshold_levels(loss.shape[2]).numpy()
-    cal, test = _split_indices(n, n_splits, seed, replace=False)
+    cal, test = _split_indices(n, m, n_splits, seed, replace=False)
     crc = [_crc_structure(loss[:, k], test_loss[:, k], test_fraction[:, k], cal, test, alpha, levels)
            for k in range(loss.shape[1])]  # fmt: skip
-    boot, _ = _split_indices(n, n_splits, seed + 1, replace=True)
+    boot, _ = _split_indices(n, m, n_splits, seed + 1, replace=True)
     ltt = [_ltt_structure(loss[:, k], test_loss[:, k], test_fraction[:, k], boot, alpha, delta, levels)
            for k in range(loss.shape[1])]  # fmt: skip
     return {"crc": crc, "ltt": ltt, "n_calibration": m, "n_splits": n_splits, "alpha": alpha, "delta": delta}
@@ -257,7 +274,7 @@ def prediction_set_splits(
         >>> abs(out["lac"]["coverage"][0] - 0.9) < 0.05
         True
     """
-    cal, test = _split_indices(len(labels), n_splits, seed, replace=False)
+    cal, test = _split_indices(len(labels), len(labels) // 2, n_splits, seed, replace=False)
     p, y = torch.from_numpy(np.asarray(probs, dtype=np.float64)), torch.from_numpy(np.asarray(labels)).long()
     out = {}
     for name, settings in SET_SETTINGS.items():
