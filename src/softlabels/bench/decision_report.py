@@ -370,7 +370,8 @@ def decision_sentences(section: DecisionSection, baseline: str) -> list[str]:
         cheapest = min(masks, key=masks.__getitem__)
         held = sum(1 for r in risks.values() if r <= ALPHA + 1e-12)
         out.append(
-            f"Guarantee FNR ≤ {ALPHA} (CRC, {N_SPLITS} random calibration/test halves): the mean realized FNR is ≤ α "
+            f"Guarantee FNR ≤ {ALPHA} (CRC, {N_SPLITS} random calibration/test splits per seed): the mean realized "
+            "FNR is ≤ α "
             f"for {held} of {len(risks)} methods (range {min(risks.values()):.4f}–{max(risks.values()):.4f}); the "
             f"cheapest mask is `{cheapest}`'s ({100 * masks[cheapest]:.2f} % of the image"
             + (f"; `{baseline}`: {100 * masks[baseline]:.2f} %)." if baseline in masks else ").")
