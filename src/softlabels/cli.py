@@ -14,7 +14,9 @@ Sub-commands, each one entry of :data:`COMMANDS` (a function adding its argument
   [--alpha 0.1] [--loss fnr|fdr] [--procedure crc|ltt]``: thresholds with a risk guarantee (segmentation) or
   prediction sets (classification: ``--set-method lac|aps|raps``), as JSON for ``predict --conformal``;
 - ``bench [--suite default] [--workers N] [--list | --run-index I | --report-only]``: the method benchmark and its
-  report (``softlabels.bench``; finished runs are cached, so a killed benchmark resumes).
+  report (``softlabels.bench``; finished runs are cached, so a killed benchmark resumes);
+- ``nnunet convert --input DIR --output nnUNet_raw --dataset-id N --name NAME``: a generic or QUBIQ folder as an
+  nnU-Net v2 raw dataset, rater maps or confidence encoded as ordinal foreground levels (docs/nnunet.md).
 
 User errors (bad paths, unreadable files, invalid values) print one line to stderr and exit with status 2, like
 argparse's own errors; anything else is a bug and shows its traceback (:func:`softlabels._errors.is_user_error`: a
@@ -371,6 +373,44 @@ def _run_conformal(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_nnunet_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="nnunet_command", required=True, metavar="SUBCOMMAND")
+    convert = sub.add_parser(
+        "convert", help="a generic or QUBIQ folder → nnU-Net v2 raw format (soft labels encoded as levels)",
+        description="Write an nnU-Net v2 raw dataset (imagesTr/, labelsTr/, dataset.json) from a softlabels folder; "
+        "rater maps or confidence become ordinal foreground levels (docs/nnunet.md).", allow_abbrev=False,
+    )  # fmt: skip
+    convert.add_argument("--input", type=Path, required=True, metavar="DIR", help="the folder (generic or QUBIQ)")
+    convert.add_argument("--output", type=Path, required=True, metavar="DIR", help="nnUNet_raw (holds the dataset)")
+    convert.add_argument("--dataset-id", type=_positive_int, required=True, help="nnU-Net's dataset number (1-999)")
+    convert.add_argument("--name", required=True, help="dataset name: Dataset<ID>_<name>")
+    convert.add_argument("--layout", default="generic", choices=("generic", "qubiq"), help="(default generic)")
+    convert.add_argument("--task", type=_positive_int, default=1, help="QUBIQ task number (default 1)")
+    convert.add_argument(
+        "--source", default="auto", choices=("auto", "raters", "confidence", "labels"),
+        help="what to encode (default auto: raters, else confidence, else labels)",
+    )  # fmt: skip
+    convert.add_argument("--levels", type=_positive_int, default=10, help="confidence levels L (default 10)")
+    convert.add_argument(
+        "--channel-names", metavar="LIST",
+        help="comma-separated image channel names for dataset.json (e.g. CT: nnU-Net's CT normalisation)",
+    )  # fmt: skip
+    convert.add_argument("--overwrite", action="store_true", help="replace an existing dataset folder")
+
+
+def _run_nnunet(args: argparse.Namespace) -> int:
+    from softlabels.integrations.nnunet import convert_to_nnunet
+
+    summary = convert_to_nnunet(
+        args.input, args.output, dataset_id=args.dataset_id, name=args.name, layout=args.layout, task=args.task,
+        source=args.source, levels=args.levels, overwrite=args.overwrite,
+        channel_names=None if args.channel_names is None else [n.strip() for n in args.channel_names.split(",")],
+    )  # fmt: skip
+    encoding = summary["encoding"]
+    print(f"wrote {summary['folder']} ({len(summary['cases'])} cases; {encoding['kind']} from {encoding['source']})")
+    return 0
+
+
 def _add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--suite", default="default", help="the benchmark: quick, default or full (default: default)")
     parser.add_argument("--output", type=Path, default=None, metavar="DIR", help="default: outputs/bench-<suite>")
@@ -436,6 +476,7 @@ COMMANDS: dict[str, Command] = {
         _run_score,
     ),
     "bench": Command("compare the methods on the embedded data and write the report", _add_bench_arguments, _run_bench),
+    "nnunet": Command("nnU-Net v2: convert soft-label datasets to its raw format", _add_nnunet_arguments, _run_nnunet),
 }
 
 

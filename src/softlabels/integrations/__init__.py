@@ -1,0 +1,1 @@
+"""Integrations of softlabels into other frameworks (``softlabels.integrations.nnunet``: nnU-Net v2)."""
