@@ -27,7 +27,8 @@ from _common import machine_info, machine_md, md_table, write_results
 N_SPLITS = 500
 
 
-def _curves() -> dict[str, dict[str, np.ndarray]]:
+def model_curves() -> dict[str, dict[str, np.ndarray]]:
+    """Per-case decision arrays of the three models on the suite's test cases (also the test's fixture)."""
     from softlabels.bench.decisions import decision_arrays
     from softlabels.bench.suites import get_benchmark
     from softlabels.evaluation.references import batch_references
@@ -60,7 +61,7 @@ def main() -> int:
     from softlabels.bench.decisions import ALPHA, DELTA, risk_control_splits
 
     rows: list[dict[str, Any]] = []
-    for model, arrays in _curves().items():
+    for model, arrays in model_curves().items():
         out = risk_control_splits(arrays["fnr_curve"], arrays["mask_fraction"], n_splits=N_SPLITS, seed=0)
         crc, ltt = out["crc"][0], out["ltt"][0]
         mc = 2 * math.sqrt(DELTA * (1 - DELTA) / N_SPLITS)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-import copy
+import importlib.util
 import math
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,40 +23,28 @@ from softlabels.bench.decisions import (
     risk_control_splits,
 )
 from softlabels.conformal import case_curves
-from softlabels.evaluation.references import References, batch_references
+from softlabels.evaluation.references import References
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
 @pytest.fixture(scope="module")
 def synthetic_suite_curves() -> dict[str, dict[str, np.ndarray]]:
     """Per-case FNR curves of the default synthetic-segmentation suite's 100 test cases (48×48, 5 raters) against
-    each rater, for three models: p* (calibrated by construction), p* with its logits ×3 (over-confident everywhere
-    alike), and p* with each case's foreground logit shifted by its own random offset in [−2, 2] (mis-calibrated
-    differently from case to case: some cases over-, others under-segmented at any fixed threshold)."""
-    from softlabels.bench.suites import get_benchmark
-    from softlabels.training.config import config_from_dict
-    from softlabels.training.run import build_run
-
-    suite = get_benchmark("default")[0]
-    config = copy.deepcopy(dict(suite.base)) | {"method": {"name": "hard"}, "output_dir": "unused"}
-    dm, _ = build_run(config_from_dict(config))
-    dm.setup("test")
-    offsets = torch.empty(100).uniform_(-2.0, 2.0, generator=torch.Generator().manual_seed(0))
-    parts: dict[str, dict[str, list[np.ndarray]]] = {}
-    start = 0
-    for batch in dm.test_dataloader():
-        refs = batch_references(batch, 2, 2)
-        p_star = batch["true_probs"].float()
-        logits = torch.log(p_star.clamp_min(1e-6))
-        offset = torch.zeros(len(p_star), 2, 1, 1)
-        offset[:, 1] = offsets[start : start + len(p_star)].view(-1, 1, 1)
-        start += len(p_star)
-        models = {"calibrated": p_star, "overconfident": torch.softmax(logits * 3.0, 1),
-                  "case_miscalibrated": torch.softmax(logits + offset, 1)}  # fmt: skip
-        for name, probs in models.items():
-            for key, value in decision_arrays(probs, refs, segmentation=True).items():
-                parts.setdefault(name, {}).setdefault(key, []).append(value)
-    assert start == 100
-    return {name: {k: np.concatenate(v) for k, v in d.items()} for name, d in parts.items()}
+    each rater, for the three models of ``benchmarks/conformal_validity.py`` (the same construction, imported from
+    the script): p* (calibrated), p*'s logits × 3 (over-confident everywhere alike), and p* with each case's
+    foreground logit shifted by its own random offset in [−2, 2] (mis-calibrated differently from case to case)."""
+    sys.path.insert(0, str(BENCHMARKS))  # the script imports its sibling _common
+    try:
+        spec = importlib.util.spec_from_file_location("conformal_validity", BENCHMARKS / "conformal_validity.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        curves = module.model_curves()
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    assert set(curves) == {"calibrated", "overconfident", "case_miscalibrated"}
+    assert all(len(c["fnr_curve"]) == 100 for c in curves.values())
+    return curves
 
 
 def test_decision_arrays_are_the_conformal_curves_against_each_rater():
@@ -117,6 +107,8 @@ def test_risk_control_splits_needs_enough_cases_and_tests_on_the_shifted_cases()
     shifted = risk_control_splits(loss, 1 - loss, n_splits=50, test_loss=worse, test_fraction=1 - worse)
     assert clean["crc"][0]["threshold"] == shifted["crc"][0]["threshold"]  # calibrated on the same clean cases
     assert shifted["crc"][0]["risk"][0] > clean["crc"][0]["risk"][0]
+    crc_only = risk_control_splits(loss, 1 - loss, n_splits=50, test_loss=worse, test_fraction=1 - worse, ltt=False)
+    assert crc_only["crc"] == shifted["crc"] and crc_only["ltt"] == []
 
 
 def test_prediction_sets_cover_at_one_minus_alpha_with_known_truth():

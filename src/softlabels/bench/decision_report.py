@@ -190,7 +190,7 @@ def _realized_fnr(clean: Mapping[str, np.ndarray], test: Mapping[str, np.ndarray
     """Mean realized FNR (over structures and splits) of CRC thresholds fitted on clean halves, tested on ``test``."""
     out = risk_control_splits(
         clean["fnr_curve"], clean["mask_fraction"], seed=seed, n_splits=N_SPLITS // 5,
-        test_loss=test["fnr_curve"], test_fraction=test["mask_fraction"],
+        test_loss=test["fnr_curve"], test_fraction=test["mask_fraction"], ltt=False,
     )  # fmt: skip
     return math.nan if out is None else float(np.mean([s["risk"][0] for s in out["crc"]]))
 

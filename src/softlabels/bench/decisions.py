@@ -168,6 +168,7 @@ def risk_control_splits(
     seed: int = 0,
     test_loss: np.ndarray | None = None,
     test_fraction: np.ndarray | None = None,
+    ltt: bool = True,
 ) -> dict[str, Any] | None:
     """CRC and LTT over random calibration/test splits of one run's cases, per structure.
 
@@ -188,6 +189,7 @@ def risk_control_splits(
         test_loss: the same cases under a shift: thresholds are calibrated on ``loss`` (clean) and tested on these
             (``None``: on ``loss`` itself).
         test_fraction: the mask fractions of ``test_loss``'s cases.
+        ltt: also run LTT (``False``: ``"ltt"`` is an empty list; CRC alone is cheaper).
 
     Returns:
         ``None`` when the cases are too few for α (CRC needs ``1/α − 1`` calibration cases); else per structure lists
@@ -212,9 +214,9 @@ def risk_control_splits(
     crc = [_crc_structure(loss[:, k], test_loss[:, k], test_fraction[:, k], cal, test, alpha, levels)
            for k in range(loss.shape[1])]  # fmt: skip
     boot, _ = _split_indices(n, m, n_splits, seed + 1, replace=True)
-    ltt = [_ltt_structure(loss[:, k], test_loss[:, k], test_fraction[:, k], boot, alpha, delta, levels)
-           for k in range(loss.shape[1])]  # fmt: skip
-    return {"crc": crc, "ltt": ltt, "n_calibration": m, "n_splits": n_splits, "alpha": alpha, "delta": delta}
+    ltt_rows = [_ltt_structure(loss[:, k], test_loss[:, k], test_fraction[:, k], boot, alpha, delta, levels)
+                for k in range(loss.shape[1]) if ltt]  # fmt: skip
+    return {"crc": crc, "ltt": ltt_rows, "n_calibration": m, "n_splits": n_splits, "alpha": alpha, "delta": delta}
 
 
 def _mean_std(values: np.ndarray) -> tuple[float, float]:

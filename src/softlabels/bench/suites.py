@@ -233,7 +233,7 @@ def _quick() -> list[Suite]:
         out.append(
             Suite(
                 suite.name, suite.title, suite.task, base, cells, (0,), suite.baseline, suite.description, suite.claims,
-                shifts,
+                shifts, failure_below=suite.failure_below,
             )
         )
     return out
