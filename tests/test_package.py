@@ -20,8 +20,15 @@ TESTS = Path(__file__).parent
 BANNED_PARAMS = {"preds", "y_pred", "y_true", "classes", "n_classes", "inputs", "targets"}
 
 
+# Modules that import an optional extra; checked only where it is installed (the nnU-Net environment runs them).
+OPTIONAL_DEPENDENCIES = {"softlabels.integrations.nnunet.trainers": "nnunetv2"}
+
+
 def modules():
     for info in pkgutil.walk_packages([str(SRC)], prefix="softlabels."):
+        needs = OPTIONAL_DEPENDENCIES.get(info.name)
+        if needs is not None and importlib.util.find_spec(needs) is None:
+            continue
         yield importlib.import_module(info.name)
 
 

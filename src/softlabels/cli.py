@@ -16,7 +16,8 @@ Sub-commands, each one entry of :data:`COMMANDS` (a function adding its argument
 - ``bench [--suite default] [--workers N] [--list | --run-index I | --report-only]``: the method benchmark and its
   report (``softlabels.bench``; finished runs are cached, so a killed benchmark resumes);
 - ``nnunet convert --input DIR --output nnUNet_raw --dataset-id N --name NAME``: a generic or QUBIQ folder as an
-  nnU-Net v2 raw dataset, rater maps or confidence encoded as ordinal foreground levels (docs/nnunet.md).
+  nnU-Net v2 raw dataset, rater maps encoded as bits, confidence as ordinal foreground levels (docs/nnunet.md);
+  ``nnunet trainers-path``: the folder for ``nnUNet_extTrainer`` (softlabels' ``nnUNetTrainer`` subclasses).
 
 User errors (bad paths, unreadable files, invalid values) print one line to stderr and exit with status 2, like
 argparse's own errors; anything else is a bug and shows its traceback (:func:`softlabels._errors.is_user_error`: a
@@ -25,11 +26,14 @@ from inside torch, numpy or a failed call in our own code).
 
 ``softlabels score`` file conventions (details in :mod:`softlabels.data.prediction_files`): probability maps are
 NIfTI volumes with the classes on the **last** axis ``(x, y, z, C)`` (a 3D volume is the foreground probability of a
-binary task) or nnU-Net ``--save_probabilities`` ``.npz`` files (key ``probabilities``, ``(C, z, y, x)``); label maps
-are integer NIfTI or PNG files; cases are matched by file name stem. Examples::
+binary task) or nnU-Net ``--save_probabilities`` ``.npz`` files (key ``probabilities``, ``(C, z, y, x)``; the ``.pkl``
+beside each gives the voxel grid and spacing; softlabels' region datasets are decoded, see
+:mod:`softlabels.data.nnunet_files`); label maps are integer NIfTI or PNG files; cases are matched by file name stem.
+Examples::
 
     softlabels score --probs preds/ --labels labelsTs/ --output report/
     softlabels score --probs preds/ --raters raters/ --output report/      # raters/<rater>/<case>.nii.gz
+    softlabels score --probs nnunet_out/ --labels labelsTs/ --output report/  # nnUNetv2_predict --save_probabilities
     softlabels score --example --output outputs/example-score             # the example shipped with softlabels
     softlabels score --example --raters - --output outputs/example-raters  # the example against its 3 raters
 """
@@ -104,7 +108,7 @@ def _add_score_arguments(parser: argparse.ArgumentParser) -> None:
     options.add_argument("--ignore-index", type=int, default=None, help="label to ignore (label-map references)")
     options.add_argument("--num-classes", type=_positive_int, default=None, help="classes C (default: first case)")
     options.add_argument(
-        "--spacing", type=_spacing, default=None, metavar="X,Y[,Z]", help="voxel size for HD95 (default: NIfTI header)"
+        "--spacing", type=_spacing, default=None, metavar="X,Y[,Z]", help="HD95 voxel size (default: NIfTI or .pkl)"
     )
     options.add_argument(
         "--class-names",
@@ -376,9 +380,9 @@ def _run_conformal(args: argparse.Namespace) -> int:
 def _add_nnunet_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="nnunet_command", required=True, metavar="SUBCOMMAND")
     convert = sub.add_parser(
-        "convert", help="a generic or QUBIQ folder → nnU-Net v2 raw format (soft labels encoded as levels)",
+        "convert", help="a generic or QUBIQ folder → nnU-Net v2 raw format (soft labels encoded in the label maps)",
         description="Write an nnU-Net v2 raw dataset (imagesTr/, labelsTr/, dataset.json) from a softlabels folder; "
-        "rater maps or confidence become ordinal foreground levels (docs/nnunet.md).", allow_abbrev=False,
+        "rater maps become bit codes, confidence ordinal foreground levels (docs/nnunet.md).", allow_abbrev=False,
     )  # fmt: skip
     convert.add_argument("--input", type=Path, required=True, metavar="DIR", help="the folder (generic or QUBIQ)")
     convert.add_argument("--output", type=Path, required=True, metavar="DIR", help="nnUNet_raw (holds the dataset)")
@@ -396,11 +400,27 @@ def _add_nnunet_arguments(parser: argparse.ArgumentParser) -> None:
         help="comma-separated image channel names for dataset.json (e.g. CT: nnU-Net's CT normalisation)",
     )  # fmt: skip
     convert.add_argument("--overwrite", action="store_true", help="replace an existing dataset folder")
+    path = sub.add_parser(
+        "trainers-path", help="print the folder for nnU-Net's nnUNet_extTrainer variable (softlabels' trainers)",
+        description="Print the folder that holds softlabels' nnU-Net trainers: export nnUNet_extTrainer=$(softlabels "
+        "nnunet trainers-path), then nnUNetv2_train D 2d 0 -tr nnUNetTrainerSVLS (docs/nnunet.md).",
+        allow_abbrev=False,
+    )  # fmt: skip
+    path.add_argument("--list", action="store_true", help="also list the trainers and their methods (to stderr)")
 
 
 def _run_nnunet(args: argparse.Namespace) -> int:
-    from softlabels.integrations.nnunet import convert_to_nnunet
+    from softlabels.integrations.nnunet import convert_to_nnunet, trainers_folder
 
+    if args.nnunet_command == "trainers-path":
+        folder = trainers_folder()
+        if args.list:
+            from softlabels.integrations.nnunet.trainers import TRAINERS
+
+            for name, trainer in sorted(TRAINERS.items()):
+                print(f"{name}: {trainer.method_name} {trainer.method_params or ''}".rstrip(), file=sys.stderr)
+        print(folder)
+        return 0
     summary = convert_to_nnunet(
         args.input, args.output, dataset_id=args.dataset_id, name=args.name, layout=args.layout, task=args.task,
         source=args.source, levels=args.levels, overwrite=args.overwrite,
@@ -476,7 +496,7 @@ COMMANDS: dict[str, Command] = {
         _run_score,
     ),
     "bench": Command("compare the methods on the embedded data and write the report", _add_bench_arguments, _run_bench),
-    "nnunet": Command("nnU-Net v2: convert soft-label datasets to its raw format", _add_nnunet_arguments, _run_nnunet),
+    "nnunet": Command("nnU-Net v2: convert datasets; the trainers' folder", _add_nnunet_arguments, _run_nnunet),
 }
 
 

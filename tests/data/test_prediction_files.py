@@ -67,10 +67,12 @@ def test_nifti_3d_is_binary_foreground(tmp_path, rng):
 def test_nnunet_npz_axes_reversed_to_match_nifti(tmp_path, rng):
     probs_xyz = softmax(rng.normal(size=(3, 5, 6, 7)), 0).astype(np.float32)  # (C, x, y, z)
     np.savez_compressed(tmp_path / "a.npz", probabilities=probs_xyz.transpose(0, 3, 2, 1))  # nnU-Net (C, z, y, x)
-    (tmp_path / "a.pkl").write_bytes(b"ignored")
     out, spacing = read_probs(tmp_path / "a.npz")
     np.testing.assert_array_equal(out, probs_xyz)
-    assert spacing is None
+    assert spacing is None  # no .pkl beside it: no geometry
+    (tmp_path / "a.pkl").write_bytes(b"not a pickle")  # the .pkl is read (tests/data/test_nnunet_files.py)
+    with pytest.raises(ValueError, match=r"cannot read the nnU-Net properties file .*a\.pkl"):
+        read_probs(tmp_path / "a.npz")
 
 
 def test_half_precision_npz_is_renormalised(tmp_path, rng):

@@ -6,25 +6,26 @@ File conventions (every array ends up in one spatial order, NIfTI's voxel-index 
   **last** axis, ``(x, y, z, C)`` (a 2D map is stored as ``(x, y, 1, C)``; ITK's vector layout ``(x, y, z, 1, C)`` is
   accepted too), or a 3D ``(x, y, z)`` volume holding the foreground probability of a binary task (``C = 1``).
   Or an nnU-Net ``--save_probabilities`` file ``<case>.npz`` with the key ``probabilities`` shaped ``(C, z, y, x)``
-  (its spatial axes are reversed on reading; the ``.pkl`` beside it is ignored). When a folder holds ``<case>.npz``
-  and ``<case>.nii.gz`` (nnU-Net writes both: the probabilities and the segmentation), the ``.npz`` is used.
+  (its spatial axes are reversed on reading; the ``.pkl`` beside it gives its geometry, nested softlabels regions
+  are decoded to ``(1 − p, p)``: :mod:`softlabels.data.nnunet_files`). When a folder holds ``<case>.npz`` and
+  ``<case>.nii.gz`` (nnU-Net writes both: the probabilities and the segmentation), the ``.npz`` is used.
   Half-precision maps must sum to 1 within the 16-bit tolerance (1e-2); they are read as float32 and divided by their
   sum over the classes (float16 rounding alone breaks the 1e-4 sum tolerance of float32 inputs).
 * **Label maps** (``--labels``, rater folders): NIfTI or single-channel PNG of integer labels. A PNG image
   ``(rows, columns)`` is transposed to ``(x, y)`` to match the NIfTI and nnU-Net orders.
 * Trailing spatial axes of size 1 are dropped (down to 2 spatial axes), so a 2D slice stored as ``(x, y, 1)`` meets
-  a 2D PNG label map. Voxel spacing comes from the NIfTI header zooms (none for ``.npz``/PNG).
+  a 2D PNG label map. Voxel spacing comes from the NIfTI header zooms or an ``.npz``'s ``.pkl`` (none for PNG).
 
-**Geometry** (NIfTI only). When the prediction and a reference file (label map, rater map, soft map) are both NIfTI,
-the reference is brought onto the **prediction's voxel grid**: the affines (their first three, spatial, axes; the
-prediction's class axis is not spatial) say how the reference's axes are permuted and flipped relative to the
-prediction's (``nibabel.orientations.io_orientation``/``ornt_transform``), the reference array is transposed and
-flipped accordingly, and the two grids must then be the same: voxel sizes, axis directions and origin agree within
-1e-3 mm + 1e-4 × the value (directions within 1e-3), else the case is refused naming both files and the values.
+**Geometry** (NIfTI; an ``.npz`` with its ``.pkl``). When the prediction and a reference file (label map, rater map,
+soft map) both have an affine, the reference is brought onto the **prediction's voxel grid**: the affines (their
+first three, spatial, axes; the prediction's class axis is not spatial) say how the reference's axes are permuted and
+flipped relative to the prediction's (``nibabel.orientations.io_orientation``/``ornt_transform``), the reference is
+transposed and flipped accordingly, and the two grids must then be the same: voxel sizes, axis directions and origin
+agree within 1e-3 mm + 1e-4 × the value (directions within 1e-3), else the case is refused naming the files.
 Resampling is never done. Voxel sizes along axes of size 1 (a 2D slice stored as ``(x, y, 1)``) are not compared.
-The spacing used (HD95) is then the prediction's. When the prediction has no affine (nnU-Net ``.npz``), the rater
-maps of a case are brought onto the grid of its first NIfTI rater map by the same rules. ``.npz`` and PNG files have
-no affine: their arrays are taken in the order above and only their shapes are compared.
+The spacing used (HD95) is then the prediction's. When the prediction has no affine (``.npz`` without ``.pkl``), the
+rater maps of a case are brought onto the grid of its first NIfTI rater map by the same rules. PNG files and ``.npz``
+without ``.pkl`` have no affine: their arrays are taken in the order above and only their shapes are compared.
 
 Cases are matched by file name stem (the name without ``.nii.gz``, ``.nii``, ``.npz`` or ``.png``). Every file of a
 folder named like a case file must be a readable file: a broken symbolic link, a link loop or a folder named
@@ -45,6 +46,7 @@ import torch
 from torch import Tensor
 
 from softlabels._options import look_up_option
+from softlabels.data.nnunet_files import check_prediction_folder, nnunet_prediction
 
 _HALF_SUM_TOLERANCE = 1e-2  # the metrics' tolerance on class sums of 16-bit probabilities
 GEOMETRY_ATOL_MM, GEOMETRY_RTOL, DIRECTION_ATOL = 1e-3, 1e-4, 1e-3  # two grids agree within these
@@ -222,6 +224,7 @@ def list_cases(probs_dir: Path | str, reference_dir: Path | str, *, kind: Refere
     """
     kind = look_up_option("kind", kind, REFERENCE_KINDS, where="list_cases")  # type: ignore[assignment]
     probs = index_folder(probs_dir, PROBS_SUFFIXES, what="--probs")
+    check_prediction_folder(probs_dir, probs)  # nnU-Net's segmentations are not probabilities
     flag = "--" + kind.replace("_", "-")
     if kind != "raters":
         ref = index_folder(reference_dir, PROBS_SUFFIXES if kind == "ref_probs" else LABEL_SUFFIXES, what=flag)
@@ -317,6 +320,7 @@ def _load_probs(path: Path) -> _Volume:
         if array.ndim not in (3, 4):
             raise ValueError(f"`probabilities` in {str(path)!r} must be (C, z, y, x) or (C, y, x); got {array.shape}.")
         array = np.moveaxis(array, range(1, array.ndim), range(array.ndim - 1, 0, -1))
+        array, spacing, affine = nnunet_prediction(path, array)  # the .pkl's geometry; regions decoded
     else:
         array, zooms, affine = _load_nifti(path)
         if array.ndim == 5 and array.shape[3] == 1:
@@ -345,7 +349,7 @@ def _load_probs(path: Path) -> _Volume:
 
 
 def read_probs(path: Path | str) -> tuple[np.ndarray, tuple[float, ...] | None]:
-    """Read a probability map as float32 ``(C, *spatial)`` and its voxel spacing (``None`` for ``.npz``).
+    """Read a probability map as float32 ``(C, *spatial)`` and its spacing (``.npz``: from its ``.pkl``, or ``None``).
 
     Args:
         path: a ``.nii``/``.nii.gz`` ``(x, y, z, C)`` or ``(x, y, z)`` (binary) map, or an nnU-Net ``.npz``.
@@ -477,7 +481,7 @@ def _onto(case: str, ref: _Volume, anchor: _Volume, roles: tuple[str, str]) -> _
 def _soft_from_raters(case: str, paths: Sequence[Path], prediction: _Volume) -> _Volume:
     """Rater mean of one-hot maps ``(C, *spatial)`` float32 (``C = 1``: the fraction of raters saying foreground).
 
-    Every NIfTI rater map is brought onto the prediction's grid (an ``.npz`` prediction: the first NIfTI rater's).
+    Every NIfTI rater map is brought onto the prediction's grid (no affine: the first NIfTI rater's).
     """
     num_channels = prediction.array.shape[0]
     anchor = prediction if prediction.affine is not None else None

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from softlabels.integrations.nnunet.convert import convert_to_nnunet
-from softlabels.integrations.nnunet.encoding import LabelEncoding, decode_foreground
+from softlabels.integrations.nnunet.encoding import LabelEncoding, decode_foreground, decode_raters
 
 AFFINE_2D = np.array([[0.5, 0, 0, -10.0], [0, 0.75, 0, 4.0], [0, 0, 2.0, 1.5], [0, 0, 0, 1]])
 AFFINE_3D = np.array([[0, -0.8, 0, 30.0], [1.2, 0, 0, -5.0], [0, 0, 1.5, 2.0], [0, 0, 0, 1]])  # axes swapped, flipped
@@ -43,6 +43,13 @@ def _read(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(image.dataobj), image.affine
 
 
+def _decoded(path: Path, num_raters: int) -> np.ndarray:
+    """The rater maps ``(R, *spatial)`` that a written label map decodes to (decode_raters, nnU-Net's layout)."""
+    written, _ = _read(path)
+    assert written.dtype == np.uint8
+    return decode_raters(torch.from_numpy(written)[None, None], num_raters)[0].numpy()
+
+
 def _consecutive_labels(labels: dict) -> list[int]:
     values = set()
     for value in labels.values():
@@ -67,28 +74,34 @@ def test_generic_raters_to_nnunet(tmp_path, shape, affine):
         np.testing.assert_allclose(label_affine, affine, atol=1e-6)
         np.testing.assert_array_equal(written_image, image)
         assert written_label.dtype == np.uint8
-        np.testing.assert_array_equal(written_label, raters.sum(0))
-        soft = decode_foreground(torch.from_numpy(written_label.astype(np.int64))[None], 3)
+        np.testing.assert_array_equal(written_label, raters[0] + 2 * raters[1] + 4 * raters[2])  # one bit per rater
+        np.testing.assert_array_equal(_decoded(folder / "labelsTr" / f"{case}.nii.gz", 3), raters)
+        count = decode_raters(torch.from_numpy(written_label)[None], 3).sum(1)  # popcount
+        soft = decode_foreground(count, 3)
         assert torch.equal(soft[0, 1], torch.from_numpy(raters.astype(np.float64).mean(0).astype(np.float32)))
     dataset = json.loads((folder / "dataset.json").read_text())
     assert dataset["labels"] == {
         "background": 0,
-        "at_least_1_of_3": [1, 2, 3],
-        "at_least_2_of_3": [2, 3],
-        "at_least_3_of_3": 3,
+        "at_least_1_of_3": [1, 2, 3, 4, 5, 6, 7],
+        "at_least_2_of_3": [3, 5, 6, 7],
+        "at_least_3_of_3": 7,
     }
-    assert dataset["regions_class_order"] == [1, 2, 3]
+    assert dataset["regions_class_order"] == [1, 3, 7]
     assert (dataset["numTraining"], dataset["file_ending"], dataset["channel_names"]) == (2, ".nii.gz", {"0": "image"})
-    assert _consecutive_labels(dataset["labels"]) == [0, 1, 2, 3]
+    assert _consecutive_labels(dataset["labels"]) == list(range(8))
+    assert "one bit per rater" in dataset["description"] and "3 raters" in dataset["description"]
     encoding = json.loads((folder / "softlabels_encoding.json").read_text())
     assert encoding == dataset["softlabels_encoding"] == out["encoding"]
-    assert LabelEncoding.from_dict(encoding) == LabelEncoding("foreground_levels", 3, "raters")
+    assert LabelEncoding.from_dict(encoding) == LabelEncoding("rater_bits", 3, "raters")
 
 
 def test_one_rater_is_a_plain_binary_dataset(tmp_path):
-    _rater_folder(tmp_path / "in", (4, 4, 1), AFFINE_2D, num_raters=1, cases=("a",))
+    data = _rater_folder(tmp_path / "in", (4, 4, 1), AFFINE_2D, num_raters=1, cases=("a",))
     out = convert_to_nnunet(tmp_path / "in", tmp_path / "raw", dataset_id=1, name="One", channel_names=["MRI"])
+    assert out["encoding"] == LabelEncoding("rater_bits", 1, "raters").to_dict()
     assert out["dataset_json"]["labels"] == {"background": 0, "foreground": 1}
+    written, _ = _read(Path(out["folder"]) / "labelsTr" / "a.nii.gz")
+    np.testing.assert_array_equal(written, data["a"][1][0])  # one rater: the code is its map
     assert "regions_class_order" not in out["dataset_json"]
     assert out["dataset_json"]["channel_names"] == {"0": "MRI"}
 
@@ -145,11 +158,40 @@ def test_qubiq_layout(tmp_path):
             _save(tmp_path / "q" / case / f"task01_seg{r + 1:02d}.nii.gz", maps[case][r], AFFINE_2D)
         _save(tmp_path / "q" / case / "task02_seg01.nii.gz", np.zeros((6, 6), np.uint8), AFFINE_2D)
     out = convert_to_nnunet(tmp_path / "q", tmp_path / "raw", dataset_id=9, name="Qubiq", layout="qubiq", task=1)
-    assert out["encoding"] == LabelEncoding("foreground_levels", 2, "raters").to_dict()
+    assert out["encoding"] == LabelEncoding("rater_bits", 2, "raters").to_dict()
+    assert out["dataset_json"]["regions_class_order"] == [1, 3]
     written, affine = _read(Path(out["folder"]) / "labelsTr" / "case02.nii.gz")
     assert written.shape == (6, 6, 1)
-    np.testing.assert_array_equal(written[..., 0], maps["case02"].sum(0))
+    np.testing.assert_array_equal(written[..., 0], maps["case02"][0] + 2 * maps["case02"][1])  # seg01 is bit 0
+    for case, rater_maps in maps.items():
+        decoded = _decoded(Path(out["folder"]) / "labelsTr" / f"{case}.nii.gz", 2)
+        np.testing.assert_array_equal(decoded[..., 0], rater_maps)
     np.testing.assert_allclose(affine, AFFINE_2D, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("num_raters", "shape", "affine"),
+    [(2, (6, 5, 1), AFFINE_2D), (5, (4, 5, 3), AFFINE_3D), (8, (7, 6, 1), AFFINE_2D), (8, (3, 4, 5), AFFINE_3D)],
+    ids=["2-raters-2d", "5-raters-3d", "8-raters-2d", "8-raters-3d"],
+)
+def test_converted_rater_maps_decode_to_the_input_rater_maps(tmp_path, num_raters, shape, affine):
+    data = _rater_folder(tmp_path / "in", shape, affine, num_raters=num_raters)
+    if num_raters == 8:  # all raters agree somewhere: the code 255 (uint8's largest) is written and read back
+        for _, raters in data.values():
+            raters[:, 0, 0, 0] = 1
+        for r in range(num_raters):
+            for case, (_, raters) in data.items():
+                _save(tmp_path / "in" / "raters" / f"r{r + 1}" / f"{case}.nii.gz", raters[r], affine)
+    out = convert_to_nnunet(tmp_path / "in", tmp_path / "raw", dataset_id=30, name="Decode")
+    assert out["encoding"] == LabelEncoding("rater_bits", num_raters, "raters").to_dict()
+    assert out["dataset_json"]["regions_class_order"] == [2**k - 1 for k in range(1, num_raters + 1)]
+    for case, (_, raters) in data.items():
+        path = Path(out["folder"]) / "labelsTr" / f"{case}.nii.gz"
+        decoded = _decoded(path, num_raters)
+        assert decoded.shape == (num_raters, *shape)
+        np.testing.assert_array_equal(decoded, raters)  # every rater back, in the sorted rater-folder order
+        if num_raters == 8:
+            assert _read(path)[0][0, 0, 0] == 255
 
 
 def _assert_nothing_written(raw: Path) -> None:
@@ -164,6 +206,22 @@ def test_multi_class_raters_are_refused_and_nothing_is_left(tmp_path):
         convert_to_nnunet(tmp_path / "in", tmp_path / "raw", dataset_id=2, name="Bad")
     assert "\n" not in str(info.value)
     _assert_nothing_written(tmp_path / "raw")
+
+
+def test_more_than_eight_raters_are_refused_naming_the_case_and_nothing_is_left(tmp_path):
+    _rater_folder(tmp_path / "in", (4, 4, 1), AFFINE_2D, num_raters=9)
+    with pytest.raises(ValueError, match=r"case 'a' has 9 raters: nnU-Net label maps hold at most 8") as info:
+        convert_to_nnunet(tmp_path / "in", tmp_path / "raw", dataset_id=2, name="Nine")
+    assert "\n" not in str(info.value)
+    _assert_nothing_written(tmp_path / "raw")
+    old = _rater_folder(tmp_path / "eight", (4, 4, 1), AFFINE_2D, num_raters=8)
+    convert_to_nnunet(tmp_path / "eight", tmp_path / "raw", dataset_id=2, name="Nine")  # 8 raters: converted
+    with pytest.raises(ValueError, match="case 'a' has 9 raters"):
+        convert_to_nnunet(tmp_path / "in", tmp_path / "raw", dataset_id=2, name="Nine", overwrite=True)
+    kept = tmp_path / "raw" / "Dataset002_Nine"
+    assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == ["Dataset002_Nine"]  # no staging left
+    assert json.loads((kept / "dataset.json").read_text())["softlabels_encoding"]["levels"] == 8
+    np.testing.assert_array_equal(_decoded(kept / "labelsTr" / "b.nii.gz", 8), old["b"][1])
 
 
 def test_existing_dataset_refused_unless_overwrite(tmp_path):
@@ -254,7 +312,7 @@ def test_the_cli_converts_and_refuses_with_one_line(tmp_path, capsys):
             "--name", "Tiny", "--channel-names", "CT"]  # fmt: skip
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert "Dataset007_Tiny" in out and "2 cases" in out and "foreground_levels from raters" in out
+    assert "Dataset007_Tiny" in out and "2 cases" in out and "rater_bits from raters" in out
     dataset = json.loads((tmp_path / "raw" / "Dataset007_Tiny" / "dataset.json").read_text())
     assert dataset["numTraining"] == 2 and dataset["softlabels_encoding"]["levels"] == 3
     assert dataset["channel_names"] == {"0": "CT"}

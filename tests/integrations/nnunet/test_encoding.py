@@ -1,7 +1,8 @@
-"""The foreground-levels encoding of soft labels in nnU-Net label maps: exactness, regions, downsampling, errors."""
+"""Soft labels in nnU-Net label maps (rater bits, confidence levels): exactness, regions, downsampling, errors."""
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 from softlabels.integrations.nnunet.encoding import (
     LabelEncoding,
     decode_foreground,
+    decode_raters,
     decode_regions,
     downsample_soft,
     encode_confidence,
@@ -31,23 +33,74 @@ def _all_labels(labels: dict) -> list[int]:
 
 
 # ---------------------------------------------------------------------------------------------------- raters
+def _popcount(codes: np.ndarray) -> np.ndarray:
+    """Bits set per code, counted independently of the encoding (bit by bit over the uint8 range)."""
+    return sum((codes.astype(np.int64) >> b) & 1 for b in range(8))
+
+
 @FAST
 @given(
-    num_raters=st.integers(1, 7),
+    num_raters=st.integers(1, 8),
+    spatial=st.sampled_from([(3, 4), (2, 3, 4), (1, 5), (1, 2, 3)]),
+    batch=st.integers(1, 3),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_decode_raters_inverts_encode_raters(num_raters, spatial, batch, seed):
+    rng = np.random.default_rng(seed)
+    raters = rng.integers(0, 2, size=(batch, num_raters, *spatial))
+    codes = np.stack([encode_raters(r) for r in raters])
+    assert codes.dtype == np.uint8 and codes.shape == (batch, *spatial)
+    assert int(codes.max()) <= 2**num_raters - 1
+    weights = 2 ** np.arange(num_raters).reshape(1, -1, *([1] * len(spatial)))
+    np.testing.assert_array_equal(codes, (raters * weights).sum(1))  # v = sum_r 2^r y_r
+    expected = torch.from_numpy(raters)
+    with_channel = decode_raters(torch.from_numpy(codes)[:, None], num_raters)  # nnU-Net's (N, 1, *spatial)
+    assert with_channel.dtype == torch.int64 and torch.equal(with_channel, expected)
+    if spatial[0] > 1:  # (N, *spatial) is read as such unless axis 1 has size 1 (then it is the channel axis)
+        assert torch.equal(decode_raters(torch.from_numpy(codes), num_raters), expected)
+    for dtype in (torch.uint8, torch.int32):
+        assert torch.equal(decode_raters(torch.from_numpy(codes).to(dtype)[:, None], num_raters), expected)
+
+
+@FAST
+@given(
+    num_raters=st.integers(1, 8),
     shape=st.sampled_from([(3, 4), (2, 3, 4)]),
     seed=st.integers(0, 2**31 - 1),
 )
-def test_decoding_encoded_raters_gives_the_rater_mean_exactly(num_raters, shape, seed):
+def test_popcount_of_the_codes_over_raters_is_the_rater_mean(num_raters, shape, seed):
     raters = np.random.default_rng(seed).integers(0, 2, size=(num_raters, *shape))
     encoded = encode_raters(raters)
-    assert encoded.dtype == np.uint8 and encoded.shape == shape
-    np.testing.assert_array_equal(encoded, raters.sum(0))
-    soft = decode_foreground(torch.from_numpy(encoded.astype(np.int64))[None, None], num_raters)
-    mean = raters.astype(np.float64).mean(0)  # the float64 reference, rounded once to float32
-    assert soft.shape == (1, 2, *shape) and soft.dtype == torch.float32
+    np.testing.assert_array_equal(_popcount(encoded), raters.sum(0))
+    mean = raters.astype(np.float64).mean(0)  # the soft foreground: the rater mean
+    np.testing.assert_array_equal(_popcount(encoded) / num_raters, mean)
+    decoded = decode_raters(torch.from_numpy(encoded)[None, None], num_raters)
+    assert torch.equal(decoded.sum(1)[0].double() / num_raters, torch.from_numpy(mean))
+    soft = decode_foreground(torch.from_numpy(_popcount(encoded))[None], num_raters)  # the count as a level
     assert torch.equal(soft[0, 1], torch.from_numpy(mean.astype(np.float32)))
-    assert torch.equal(soft[0, 0], torch.from_numpy((1 - mean).astype(np.float32)))
     assert torch.allclose(soft.sum(1), torch.ones(1, *shape), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("code_map", "raters", "error", "message"),
+    [
+        (torch.tensor([[[0, 8]]]), 3, ValueError, r"`code_map` of decode_raters must hold values in \[0, 7\]; got .*8"),
+        (torch.tensor([[[0, 255]]], dtype=torch.uint8), 7, ValueError, r"\[0, 127\]; got values in \[0, 255\]"),
+        (torch.tensor([[[0, -1]]]), 2, ValueError, r"got values in \[-1, 0\]"),
+        (torch.zeros(1, 2, 2), 2, TypeError, "integer torch.Tensor; got Tensor of dtype torch.float32"),
+        (torch.zeros(1, 1, 2, 2, dtype=torch.float64), 2, TypeError, "got Tensor of dtype torch.float64"),
+        (np.zeros((1, 2, 2), np.int64), 2, TypeError, "integer torch.Tensor; got ndarray"),
+        (torch.zeros(1, 2, 2, dtype=torch.int64), 0, ValueError, r"`raters` of decode_raters.*\[1, 8\]; got 0"),
+        (torch.zeros(1, 2, 2, dtype=torch.int64), 9, ValueError, r"\[1, 8\]; got 9"),
+        (torch.zeros(1, 2, 2, dtype=torch.int64), True, ValueError, "got True"),
+        (torch.zeros(1, 2, 2, dtype=torch.int64), 2.0, ValueError, "got 2.0"),
+        (torch.tensor([0, 1]), 2, ValueError, "2 or 3 spatial axes"),
+    ],
+)
+def test_decode_raters_errors_are_one_line(code_map, raters, error, message):
+    with pytest.raises(error, match=message) as info:
+        decode_raters(code_map, raters)
+    assert "\n" not in str(info.value)
 
 
 def test_decode_foreground_accepts_maps_with_and_without_channel_axis():
@@ -59,7 +112,7 @@ def test_decode_foreground_accepts_maps_with_and_without_channel_axis():
 
 
 def test_encode_raters_bool_maps_and_errors():
-    assert encode_raters(np.array([[True, False], [True, True]])).tolist() == [2, 1]
+    assert encode_raters(np.array([[True, False], [True, True]])).tolist() == [3, 2]  # rater 0 is bit 0
     with pytest.raises(ValueError, match=r"binary.*got value 2.*multi-class"):
         encode_raters(np.array([[0, 2], [1, 1]]))
     with pytest.raises(ValueError, match="got value -1"):
@@ -72,8 +125,9 @@ def test_encode_raters_bool_maps_and_errors():
         encode_raters(np.zeros((0, 3), np.int64))
     with pytest.raises(ValueError, match=r"shape \(3,\)"):
         encode_raters(np.zeros(3, np.int64))
-    with pytest.raises(ValueError, match="R <= 255"):
-        encode_raters(np.zeros((256, 2), np.uint8))
+    with pytest.raises(ValueError, match=r"1 <= R <= 8 \(one bit per rater in a uint8 map\); got shape \(9, 2\)"):
+        encode_raters(np.zeros((9, 2), np.uint8))
+    assert encode_raters(np.ones((8, 2), np.uint8)).tolist() == [255, 255]  # 8 raters fill the uint8 range
 
 
 # ---------------------------------------------------------------------------------------------------- confidence
@@ -154,6 +208,54 @@ def test_dataset_labels_regions_are_the_at_least_k_sets():
     assert torch.equal(written, v[0, 0])
 
 
+def _regions(labels: dict) -> list[list[int]]:
+    """The regions of nnU-Net's ``labels`` (all keys but background, in order), each as a list."""
+    return [value if isinstance(value, list) else [value] for key, value in labels.items() if key != "background"]
+
+
+@pytest.mark.parametrize("num_raters", range(2, 9))
+def test_dataset_labels_of_rater_bits_are_the_codes_with_at_least_k_bits(num_raters):
+    labels, order = LabelEncoding("rater_bits", num_raters, "raters").dataset_labels()
+    codes = np.arange(2**num_raters)
+    bits = _popcount(codes)
+    assert next(iter(labels)) == "background" and labels["background"] == 0
+    assert [key for key in labels if key != "background"] == [f"at_least_{k}_of_{num_raters}" for k in
+                                                               range(1, num_raters + 1)]  # fmt: skip
+    regions = _regions(labels)
+    assert len(regions) == num_raters and isinstance(labels[f"at_least_{num_raters}_of_{num_raters}"], int)
+    for k, region in enumerate(regions, start=1):
+        assert region == sorted(region) and len(set(region)) == len(region)
+        assert set(region) == set(codes[bits >= k].tolist())  # exactly the codes with at least k bits
+    for outer, inner in itertools.pairwise(regions):
+        assert set(inner) < set(outer)  # nested, strictly
+    assert regions[0] == list(range(1, 2**num_raters))  # every nonzero code is in region 1
+    assert _all_labels(labels) == list(range(2**num_raters))  # nnU-Net: consecutive integers from 0
+    assert order == [2**k - 1 for k in range(1, num_raters + 1)]
+    for k, code in enumerate(order, start=1):
+        assert [code in region for region in regions] == [j <= k for j in range(1, num_raters + 1)]
+
+
+@pytest.mark.parametrize("num_raters", [2, 3, 5, 8])
+def test_rater_bit_regions_decode_to_the_rater_mean_and_inference_keeps_the_count(num_raters):
+    labels, order = LabelEncoding("rater_bits", num_raters, "raters").dataset_labels()
+    v = torch.arange(2**num_raters)[None, None]  # every code once
+    as_regions = torch.stack([torch.isin(v, torch.tensor(r)) for r in _regions(labels)], dim=1)
+    count = torch.from_numpy(_popcount(v.numpy()))
+    assert torch.equal(decode_regions(as_regions), decode_foreground(count, num_raters))  # mean of regions = q
+    assert torch.equal(decode_raters(v, num_raters).sum(1), count)
+    # nnU-Net's inference: each region above 0.5 writes its class in regions_class_order, later ones overwrite
+    written = torch.zeros(2**num_raters, dtype=torch.int64)
+    for region, value in zip(as_regions[0, :, 0], order, strict=True):
+        written[region] = value
+    assert torch.equal(written, 2 ** count[0, 0] - 1)  # the code 2^k - 1 of the same rater count k
+    assert torch.equal(decode_raters(written[None, None], num_raters).sum(1)[0, 0], count[0, 0])
+
+
+def test_one_rater_has_no_regions():
+    assert LabelEncoding("rater_bits", 1, "raters").dataset_labels() == ({"background": 0, "foreground": 1}, None)
+    assert torch.equal(decode_raters(torch.tensor([[[0, 1]]]), 1), torch.tensor([[[[0, 1]]]]))
+
+
 def test_decode_regions_errors():
     with pytest.raises(ValueError, match="0/1 values; got 2"):
         decode_regions(torch.tensor([[[[0, 2]]]]))
@@ -166,7 +268,7 @@ def test_decode_regions_errors():
 def test_decode_foreground_errors():
     with pytest.raises(TypeError, match=r"integer torch.Tensor; got Tensor of dtype torch.float32"):
         decode_foreground(torch.zeros(1, 2, 2), 3)
-    with pytest.raises(ValueError, match=r"levels in \[0, 3\]; got values in \[0, 4\]"):
+    with pytest.raises(ValueError, match=r"`levels_map` of decode_foreground.*\[0, 3\]; got values in \[0, 4\]"):
         decode_foreground(torch.tensor([[[0, 4]]]), 3)
     with pytest.raises(ValueError, match="`levels` of decode_foreground"):
         decode_foreground(torch.tensor([[[0, 1]]]), 0)
@@ -218,32 +320,33 @@ def test_downsample_soft_errors():
 
 # ---------------------------------------------------------------------------------------------------- LabelEncoding
 @FAST
-@given(
-    kind=st.sampled_from(["foreground_levels", "labels"]),
-    levels=st.integers(1, 255),
-    source=st.sampled_from(["raters", "confidence"]),
-)
-def test_label_encoding_json_round_trip(kind, levels, source):
-    enc = (
-        LabelEncoding(kind, levels, source)
-        if kind == "foreground_levels"
-        else LabelEncoding(kind, levels, "labels", levels + 1)
-    )
+@given(kind=st.sampled_from(["rater_bits", "foreground_levels", "labels"]), data=st.data())
+def test_label_encoding_json_round_trip(kind, data):
+    levels = data.draw(st.integers(1, 8 if kind == "rater_bits" else 255), label="levels")
+    enc = {
+        "rater_bits": lambda: LabelEncoding(kind, levels, "raters"),
+        "foreground_levels": lambda: LabelEncoding(kind, levels, "confidence"),
+        "labels": lambda: LabelEncoding(kind, levels, "labels", levels + 1),
+    }[kind]()
     back = LabelEncoding.from_dict(json.loads(json.dumps(enc.to_dict())))
     assert back == enc
     labels, order = enc.dataset_labels()
-    assert _all_labels(labels) == list(range(levels + 1))
+    top = 2**levels - 1 if kind == "rater_bits" else levels  # the largest value a label map can hold
+    assert _all_labels(labels) == list(range(top + 1))
     assert (order is None) == (kind == "labels" or levels == 1)
+    if order is not None:
+        assert len(order) == levels and order[-1] == top
 
 
 def test_label_encoding_hard_labels_and_names():
     enc = LabelEncoding("labels", 2, "labels", 3, ("background", "liver", "tumour"))
     assert enc.dataset_labels() == ({"background": 0, "liver": 1, "tumour": 2}, None)
-    assert LabelEncoding("foreground_levels", 1, "raters").dataset_labels() == (
+    assert LabelEncoding("foreground_levels", 1, "confidence").dataset_labels() == (
         {"background": 0, "foreground": 1},
         None,
     )
-    assert LabelEncoding("foreground_levels", 3, "raters").class_names == ("background", "foreground")
+    assert LabelEncoding("foreground_levels", 3, "confidence").class_names == ("background", "foreground")
+    assert LabelEncoding("rater_bits", 8, "raters").class_names == ("background", "foreground")
 
 
 @pytest.mark.parametrize(
@@ -251,10 +354,16 @@ def test_label_encoding_hard_labels_and_names():
     [
         ({"kind": "soft", "levels": 2, "source": "raters"}, "`kind` of LabelEncoding"),
         ({"kind": "labels", "levels": 2, "source": "raters", "num_classes": 3}, "`source`"),
-        ({"kind": "foreground_levels", "levels": 0, "source": "raters"}, "`levels`.*got 0"),
-        ({"kind": "foreground_levels", "levels": 256, "source": "raters"}, "`levels`.*got 256"),
-        ({"kind": "foreground_levels", "levels": True, "source": "raters"}, "`levels`.*got True"),
-        ({"kind": "foreground_levels", "levels": 2, "source": "raters", "num_classes": 3}, "binary"),
+        ({"kind": "foreground_levels", "levels": 3, "source": "raters"}, r"'foreground_levels'.*\['confidence'\]"),
+        ({"kind": "rater_bits", "levels": 3, "source": "confidence"}, r"'rater_bits'.*\['raters'\]; got 'confidence'"),
+        ({"kind": "foreground_levels", "levels": 0, "source": "confidence"}, "`levels`.*got 0"),
+        ({"kind": "foreground_levels", "levels": 256, "source": "confidence"}, "`levels`.*got 256"),
+        ({"kind": "foreground_levels", "levels": True, "source": "confidence"}, "`levels`.*got True"),
+        ({"kind": "foreground_levels", "levels": 2, "source": "confidence", "num_classes": 3}, "binary"),
+        ({"kind": "rater_bits", "levels": 9, "source": "raters"}, r"'rater_bits' \(the raters\) .* 8; got 9"),
+        ({"kind": "rater_bits", "levels": 255, "source": "raters"}, "at most 8; got 255"),
+        ({"kind": "rater_bits", "levels": 0, "source": "raters"}, "`levels`.*got 0"),
+        ({"kind": "rater_bits", "levels": 3, "source": "raters", "num_classes": 3}, "num_classes=2; got 3"),
         ({"kind": "labels", "levels": 2, "source": "labels", "num_classes": 4}, "levels = num_classes - 1"),
         (
             {"kind": "labels", "levels": 1, "source": "labels", "num_classes": 2, "class_names": ("a", "b")},
@@ -264,12 +373,13 @@ def test_label_encoding_hard_labels_and_names():
     ],
 )
 def test_label_encoding_errors(kwargs, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match=message) as info:
         LabelEncoding(**kwargs)
+    assert "\n" not in str(info.value)
 
 
 def test_label_encoding_from_dict_errors_are_one_line_naming_the_source():
-    good = LabelEncoding("foreground_levels", 3, "raters").to_dict()
+    good = LabelEncoding("foreground_levels", 3, "confidence").to_dict()
     with pytest.raises(ValueError, match=r"stored label encoding: unknown key\(s\) \['extra'\]"):
         LabelEncoding.from_dict({**good, "extra": 1})
     with pytest.raises(ValueError, match=r"missing key\(s\) \['levels'\]"):
@@ -280,6 +390,10 @@ def test_label_encoding_from_dict_errors_are_one_line_naming_the_source():
         LabelEncoding.from_dict({**good, "class_names": "background"})
     with pytest.raises(ValueError, match="JSON object; got list"):
         LabelEncoding.from_dict([1, 2])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"dataset.json: `levels` of LabelEncoding 'rater_bits'.*at most 8; got 9"):
+        LabelEncoding.from_dict({"kind": "rater_bits", "levels": 9, "source": "raters"}, where="dataset.json")
+    with pytest.raises(ValueError, match=r"`source` of LabelEncoding 'foreground_levels'.*got 'raters'"):
+        LabelEncoding.from_dict({**good, "source": "raters"})  # a dataset of the former rater-count encoding
     with pytest.raises(ValueError) as info:
         LabelEncoding.from_dict({**good, "kind": "x"})
     assert "\n" not in str(info.value)

@@ -8,11 +8,11 @@ Written (all at once, see below)::
                                                                     numTraining, file_ending, softlabels_encoding
     <output>/Dataset<ID:03d>_<name>/softlabels_encoding.json        the same encoding, on its own
 
-The label maps hold :class:`~softlabels.integrations.nnunet.encoding.LabelEncoding`'s "foreground levels" for
-several binary raters (``v`` = raters marking the voxel, ``L = R``) or a binary label with an annotator confidence
-(``v = round(q·L)``), or the plain labels; ``dataset.json`` declares nested regions for the levels so that nnU-Net's
-plain ``nnUNetTrainer`` still trains something meaningful (``P(at least k of L)``); nnU-Net keeps extra keys of
-``dataset.json``, so the encoding travels with the dataset.
+The label maps hold :class:`~softlabels.integrations.nnunet.encoding.LabelEncoding`'s codes: up to 8 binary raters
+as one bit each (``v = Σ_r 2^r y_r``, ``L = R``), a binary label with an annotator confidence as a "foreground level"
+(``v = round(q·L)``), or the plain labels; ``dataset.json`` declares nested regions "at least ``k`` of ``L``" for the
+first two so that nnU-Net's plain ``nnUNetTrainer`` still trains something meaningful (an ordinal model); nnU-Net keeps
+extra keys of ``dataset.json``, so the encoding travels with the dataset.
 
 Geometry: a NIfTI image is written with its own affine (qform and sform), a 2D slice as ``(x, y, 1)``; a PNG image
 (no geometry) is written as NIfTI ``(x, y, 1)`` with the identity affine (1 mm voxels), its RGB bands as 3 channels.
@@ -36,7 +36,13 @@ from softlabels._io import atomic_write_bytes, check_output_folder, staged_folde
 from softlabels._options import look_up_option
 from softlabels.data.folder_layouts import SegmentationCase, check_case, check_consistent, index_generic, load_sample
 from softlabels.data.folder_qubiq import index_qubiq
-from softlabels.integrations.nnunet.encoding import MAX_LEVEL, LabelEncoding, encode_confidence, encode_raters
+from softlabels.integrations.nnunet.encoding import (
+    MAX_LEVEL,
+    MAX_RATERS,
+    LabelEncoding,
+    encode_confidence,
+    encode_raters,
+)
 
 __all__ = ["convert_to_nnunet"]
 
@@ -98,7 +104,7 @@ def convert_to_nnunet(
         ...     nib.save(nib.Nifti1Image(np.full((4, 4, 1), value, np.uint8), np.eye(4)), tmp / "in" / sub / "a.nii.gz")
         >>> out = convert_to_nnunet(tmp / "in", tmp / "raw", dataset_id=7, name="Demo")
         >>> Path(out["folder"]).name, out["encoding"]["levels"], out["dataset_json"]["regions_class_order"]
-        ('Dataset007_Demo', 2, [1, 2])
+        ('Dataset007_Demo', 2, [1, 3])
         >>> nib.load(Path(out["folder"]) / "labelsTr" / "a.nii.gz").get_fdata()[0, 0, 0]
         np.float64(1.0)
     """
@@ -207,6 +213,11 @@ def _encode(case: SegmentationCase, sample: dict[str, Any], source: str, levels:
     """The encoded uint8 map ``(*spatial)`` of one case and its largest value."""
     if source == "raters":
         raters = sample["raters"].numpy()
+        if len(raters) > MAX_RATERS:
+            raise ValueError(
+                f"case {case.name!r} has {len(raters)} raters: nnU-Net label maps hold at most {MAX_RATERS} (one bit "
+                "per rater in a uint8 map); use --source confidence with a fused map, or fewer raters."
+            )
         for path, rater in zip(case.raters, raters, strict=True):
             if rater.size and rater.max() > 1:
                 raise ValueError(
@@ -249,7 +260,7 @@ def _encoding(
     source: str, cases: Sequence[SegmentationCase], levels: int, num_classes: int | None, top: int
 ) -> LabelEncoding:
     if source == "raters":
-        return LabelEncoding("foreground_levels", len(cases[0].raters), "raters")
+        return LabelEncoding("rater_bits", len(cases[0].raters), "raters")
     if source == "confidence":
         return LabelEncoding("foreground_levels", levels, "confidence")
     classes = num_classes if num_classes is not None else max(top + 1, 2)
@@ -263,11 +274,11 @@ def _dataset_json(encoding: LabelEncoding, channel_names: dict[str, str], num_ca
     if regions_class_order is not None:
         content["regions_class_order"] = regions_class_order
     content |= {"numTraining": num_cases, "file_ending": FILE_ENDING, "name": name}
-    content["description"] = (
-        f"Converted by softlabels: the label maps encode {encoding.kind!r} from {encoding.source!r} "
-        f"(see softlabels_encoding; foreground q = v / {encoding.levels})."
-        if encoding.kind == "foreground_levels"
-        else "Converted by softlabels: plain hard label maps."
-    )
+    descriptions = {
+        "rater_bits": f"one bit per rater (v = sum_r 2^r y_r, {encoding.levels} raters)",
+        "foreground_levels": f"the soft foreground as a level (q = v / {encoding.levels})",
+        "labels": "plain hard label maps",
+    }
+    content["description"] = f"Converted by softlabels: {descriptions[encoding.kind]}; see softlabels_encoding."
     content["softlabels_encoding"] = encoding.to_dict()
     return content

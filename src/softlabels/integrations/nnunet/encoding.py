@@ -7,8 +7,10 @@ float soft target. For a **binary** task the soft foreground ``q ∈ [0, 1]`` is
 
     v = \operatorname{round}(q \cdot L) \in \{0, \dots, L\}, \qquad \hat q = v / L.
 
-* **raters** (``source="raters"``): ``L = R`` raters and ``v`` = the number of raters marking the voxel; exact
-  (:func:`encode_raters`), so decoding gives the rater mean ``(1 − m, m)`` bit for bit.
+* **raters** (``kind="rater_bits"``, ``source="raters"``): ``R ≤ 8`` binary rater maps as one bit each,
+  ``v = Σ_r 2^r · y_r`` (:func:`encode_raters`), decoded back to every rater's map (:func:`decode_raters`), so every
+  rater recipe (mean, SVLS of the mean, Dice-weighted, majority) sees the raters themselves; the soft foreground is
+  ``popcount(v) / R``, the rater mean, bit for bit.
 * **confidence** (``source="confidence"``): a binary label ``l`` and the annotator's confidence ``c`` in it give
   ``q = c`` where ``l = 1`` and ``q = 1 − c`` where ``l = 0``; ``L = levels`` (default 10), rounded half up, so
   ``|v/L − q| ≤ 1/(2L)`` (:func:`encode_confidence`). Decoding back to a label and a confidence, for the confidence
@@ -20,11 +22,13 @@ float soft target. For a **binary** task the soft foreground ``q ∈ [0, 1]`` is
 A **multi-class** task with several raters is refused: one integer per voxel cannot hold a distribution over
 ``C > 2`` classes without a code exponential in ``C`` (the number of rater-count compositions).
 
-**Plain nnUNetTrainer on a levels dataset.** :meth:`LabelEncoding.dataset_labels` declares nested regions
-``at_least_k_of_L = {k, …, L}`` for ``k = 1..L`` with ``regions_class_order = [1, …, L]``: nnU-Net's region-based
-training then learns ``P(v ≥ k)`` per ``k`` with a sigmoid per region (an ordinal model), and its inference writes the
-level map ``v = max{k : P(v ≥ k) > 0.5}`` — the (rater-)median level. nnU-Net's region transform gives the trainer one
-binary map per region, region ``k = [v ≥ k]``, and their mean is ``v / L`` (:func:`decode_regions`).
+**Plain nnUNetTrainer on an encoded dataset.** :meth:`LabelEncoding.dataset_labels` declares nested regions
+"at least ``k`` of ``L``" for ``k = 1..L`` (levels ``{k, …, L}``; for rater bits, the codes with at least ``k`` bits
+set): nnU-Net's region-based training then learns ``P(q ≥ k/L)`` per ``k`` with a sigmoid per region (an ordinal
+model), and its inference writes ``regions_class_order[k]`` where the ``k``-th region is predicted (the (rater-)median
+level; for rater bits the code ``2^k − 1``, which lies in exactly the regions ``1..k``). The mean of the ``L`` region
+maps is the soft foreground ``q`` (:func:`decode_regions`), and the mean of the region *probabilities* is its
+expectation.
 
 **What nnU-Net's resampling does.** nnU-Net resamples a label map per label (one-hot, linear, threshold 0.5) and
 augments it by nearest neighbour: a voxel always keeps one of the original levels (never a blend of two), so after a
@@ -47,36 +51,41 @@ from torch import Tensor
 __all__ = [
     "LabelEncoding",
     "decode_foreground",
+    "decode_raters",
     "decode_regions",
     "downsample_soft",
     "encode_confidence",
     "encode_raters",
 ]
 
-_KINDS = ("foreground_levels", "labels")
-_SOURCES = {"foreground_levels": ("raters", "confidence"), "labels": ("labels",)}
+_KINDS = ("rater_bits", "foreground_levels", "labels")
+_SOURCES = {"rater_bits": ("raters",), "foreground_levels": ("confidence",), "labels": ("labels",)}
 MAX_LEVEL = 255  # label maps are written as uint8
+MAX_RATERS = 8  # one bit per rater in a uint8 label map
 
 
 @dataclass(frozen=True)
 class LabelEncoding:
     """How a dataset's nnU-Net label maps encode its targets (stored in ``dataset.json`` as ``softlabels_encoding``).
 
+    ``kind="rater_bits"``: ``L = R ≤ 8`` binary raters, one bit each (``num_classes = 2``).
     ``kind="foreground_levels"``: a binary task's soft foreground as the level ``v = round(q·L)``, decoded as
     ``q = v / L`` (``num_classes = 2``). ``kind="labels"``: plain hard labels ``0..C−1`` (``levels = C − 1``).
 
     Args:
-        kind: ``"foreground_levels"`` or ``"labels"``.
-        levels: ``L`` (``1..255``); for ``"labels"``, ``num_classes − 1``.
-        source: ``"raters"`` or ``"confidence"`` (levels), ``"labels"`` (labels).
+        kind: ``"rater_bits"``, ``"foreground_levels"`` or ``"labels"``.
+        levels: ``L``: raters (``1..8``), levels (``1..255``), or ``num_classes − 1``.
+        source: ``"raters"`` (bits), ``"confidence"`` (levels), ``"labels"`` (labels).
         num_classes: ``C`` (2 for levels).
         class_names: one name per class, background first (default ``("background", "foreground")`` /
             ``("background", "class_1", …)``).
 
     Example:
-        >>> enc = LabelEncoding("foreground_levels", 3, "raters")
+        >>> enc = LabelEncoding("foreground_levels", 3, "confidence")
         >>> enc.dataset_labels()
         ({'background': 0, 'at_least_1_of_3': [1, 2, 3], 'at_least_2_of_3': [2, 3], 'at_least_3_of_3': 3}, [1, 2, 3])
+        >>> LabelEncoding("rater_bits", 2, "raters").dataset_labels()
+        ({'background': 0, 'at_least_1_of_2': [1, 2, 3], 'at_least_2_of_2': 3}, [1, 3])
         >>> LabelEncoding.from_dict(enc.to_dict()) == enc
         True
     """
@@ -98,8 +107,11 @@ class LabelEncoding:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
                 raise ValueError(f"`{name}` of {where} must be an int in [{low}, {high}]; got {value!r}.")
-        if self.kind == "foreground_levels" and self.num_classes != 2:
-            raise ValueError(f"{where} 'foreground_levels' is for binary tasks: num_classes=2; got {self.num_classes}.")
+        if self.kind != "labels" and self.num_classes != 2:
+            raise ValueError(f"{where} {self.kind!r} is for binary tasks: num_classes=2; got {self.num_classes}.")
+        if self.kind == "rater_bits" and self.levels > MAX_RATERS:
+            raise ValueError(f"`levels` of {where} 'rater_bits' (the raters) must be at most {MAX_RATERS}; "
+                             f"got {self.levels}.")  # fmt: skip
         if self.kind == "labels" and self.levels != self.num_classes - 1:
             raise ValueError(
                 f"{where} 'labels' needs levels = num_classes - 1; got num_classes={self.num_classes}, "
@@ -136,7 +148,7 @@ class LabelEncoding:
         """The encoding of :meth:`to_dict` output; a missing or unknown key or a bad value is one ``ValueError``.
 
         Example:
-            >>> LabelEncoding.from_dict({"kind": "foreground_levels", "levels": 4, "source": "confidence"}).levels
+            >>> LabelEncoding.from_dict({"kind": "rater_bits", "levels": 4, "source": "raters"}).levels
             4
         """
         if not isinstance(data, Mapping):
@@ -159,54 +171,83 @@ class LabelEncoding:
         """nnU-Net's ``labels`` and ``regions_class_order`` for ``dataset.json``.
 
         Levels with ``L ≥ 2``: ``{"background": 0, "at_least_k_of_L": [k, …, L] …}`` (the last region, one value, an
-        int) and ``regions_class_order = [1, …, L]``; ``L = 1``: ``{"background": 0, "foreground": 1}``, no regions.
-        Labels: ``{"background": 0, name_c: c}``, no regions.
+        int) and ``regions_class_order = [1, …, L]``. Rater bits with ``R ≥ 2``: region ``k`` holds the codes with at
+        least ``k`` bits set, ``regions_class_order = [2^k − 1]``. ``L = 1``: ``{"background": 0, "foreground": 1}``,
+        no regions. Labels: ``{"background": 0, name_c: c}``, no regions.
 
         Example:
-            >>> LabelEncoding("foreground_levels", 1, "raters").dataset_labels()
+            >>> LabelEncoding("rater_bits", 1, "raters").dataset_labels()
             ({'background': 0, 'foreground': 1}, None)
         """
         if self.kind == "labels" or self.levels == 1:
             return {name: c for c, name in enumerate(self.class_names)}, None
         top = self.levels
+        bits = self.kind == "rater_bits"
+        codes = range(1, 2**top) if bits else range(1, top + 1)
+        count = (lambda code: bin(code).count("1")) if bits else (lambda level: level)
         labels: dict[str, int | list[int]] = {"background": 0}
         for k in range(1, top + 1):
-            labels[f"at_least_{k}_of_{top}"] = list(range(k, top + 1)) if k < top else top
-        return labels, list(range(1, top + 1))
+            region = [code for code in codes if count(code) >= k]
+            labels[f"at_least_{k}_of_{top}"] = region if len(region) > 1 else region[0]
+        order = [2**k - 1 for k in range(1, top + 1)] if bits else list(range(1, top + 1))
+        return labels, order
 
 
 def _default_names(kind: str, num_classes: int) -> tuple[str, ...]:
-    if kind == "foreground_levels":
+    if kind != "labels":
         return ("background", "foreground")
     return ("background", *(f"class_{c}" for c in range(1, num_classes)))
 
 
 def encode_raters(raters: np.ndarray) -> np.ndarray:
-    """The level map of binary rater maps: ``v = Σ_r y_r``, the number of raters marking each voxel (``L = R``).
+    """The code map of binary rater maps: ``v = Σ_r 2^r · y_r``, one bit per rater (``R ≤ 8``, so uint8).
 
-    Shapes: ``(R, *spatial)`` integer or bool in ``{0, 1}`` → ``(*spatial)`` uint8 in ``0..R``; exact, so
-    ``v / R`` is the rater mean (Warfield et al.'s soft consensus without weights; QUBIQ, MICCAI 2020/2021).
+    Shapes: ``(R, *spatial)`` integer or bool in ``{0, 1}`` → ``(*spatial)`` uint8 in ``0..2^R − 1``; exact, so
+    :func:`decode_raters` gives the raters back and ``popcount(v) / R`` is the rater mean (QUBIQ, MICCAI 2020/2021).
 
     Raises:
         TypeError: not an integer/bool NumPy array.
-        ValueError: no raters, more than 255, or a value other than 0/1 (multi-class raters cannot be encoded).
+        ValueError: no raters, more than 8, or a value other than 0/1 (multi-class raters cannot be encoded).
 
     Example:
         >>> encode_raters(np.array([[1, 0, 1], [1, 0, 0], [1, 1, 0]])).tolist()
-        [3, 1, 1]
+        [7, 4, 1]
     """
     if not isinstance(raters, np.ndarray) or not (raters.dtype == bool or np.issubdtype(raters.dtype, np.integer)):
         raise TypeError(f"`raters` of encode_raters must be an integer NumPy array; got {_describe(raters)}.")
-    if raters.ndim < 2 or not 1 <= raters.shape[0] <= MAX_LEVEL:
-        raise ValueError(f"`raters` of encode_raters must be (R, *spatial) with 1 <= R <= {MAX_LEVEL}; "
-                         f"got shape {raters.shape}.")  # fmt: skip
+    if raters.ndim < 2 or not 1 <= raters.shape[0] <= MAX_RATERS:
+        raise ValueError(f"`raters` of encode_raters must be (R, *spatial) with 1 <= R <= {MAX_RATERS} (one bit per "
+                         f"rater in a uint8 map); got shape {raters.shape}.")  # fmt: skip
     if raters.size and (raters.min() < 0 or raters.max() > 1):
         bad = raters.max() if raters.max() > 1 else raters.min()
         raise ValueError(
             f"`raters` of encode_raters must be binary (0/1) maps; got value {int(bad)} (a multi-class task with "
             "several raters cannot be held in one integer map per voxel)."
         )
-    return raters.astype(np.int64).sum(axis=0).astype(np.uint8)
+    weights = (1 << np.arange(raters.shape[0], dtype=np.int64)).reshape(-1, *([1] * (raters.ndim - 1)))
+    return (raters.astype(np.int64) * weights).sum(axis=0).astype(np.uint8)
+
+
+def decode_raters(code_map: Tensor, raters: int) -> Tensor:
+    """The rater maps ``(N, R, *spatial)`` (int64, 0/1) of a code map of :func:`encode_raters`: bit ``r``, rater ``r``.
+
+    Shapes: ``(N, 1, *spatial)`` or ``(N, *spatial)`` integer (nnU-Net's target layout taken as for
+    :func:`decode_foreground`) → ``(N, R, *spatial)``.
+
+    Raises:
+        TypeError: not an integer tensor.
+        ValueError: ``raters`` not in 1..8, a code outside ``0..2^R − 1``, or fewer than 2 spatial axes.
+
+    Example:
+        >>> decode_raters(torch.tensor([[[7, 4, 1]]]), 3)[0, :, 0].tolist()
+        [[1, 0, 1], [1, 0, 0], [1, 1, 0]]
+    """
+    where = "decode_raters"
+    if isinstance(raters, bool) or not isinstance(raters, int) or not 1 <= raters <= MAX_RATERS:
+        raise ValueError(f"`raters` of {where} must be an int in [1, {MAX_RATERS}]; got {raters!r}.")
+    v = _integer_map(code_map, "code_map", where, 2**raters - 1)
+    bits = torch.arange(raters, device=v.device)
+    return (v.unsqueeze(1) >> bits.view(1, -1, *([1] * (v.ndim - 1)))) & 1
 
 
 def encode_confidence(label: np.ndarray, confidence: np.ndarray, levels: int = 10) -> np.ndarray:
@@ -264,17 +305,23 @@ def decode_foreground(levels_map: Tensor, levels: int) -> Tensor:
     where = "decode_foreground"
     if isinstance(levels, bool) or not isinstance(levels, int) or not 1 <= levels <= MAX_LEVEL:
         raise ValueError(f"`levels` of {where} must be an int in [1, {MAX_LEVEL}]; got {levels!r}.")
-    if not isinstance(levels_map, Tensor) or levels_map.is_floating_point() or levels_map.is_complex():
-        raise TypeError(f"`levels_map` of {where} must be an integer torch.Tensor; got {_describe(levels_map)}.")
-    v = levels_map[:, 0] if levels_map.ndim in (4, 5) and levels_map.shape[1] == 1 else levels_map
-    if v.ndim not in (3, 4):
-        raise ValueError(f"`levels_map` of {where} must be (N, [1,] *spatial) with 2 or 3 spatial axes; "
-                         f"got shape {tuple(levels_map.shape)}.")  # fmt: skip
-    v = v.to(torch.int64)
-    if v.numel() and (int(v.min()) < 0 or int(v.max()) > levels):
-        raise ValueError(f"`levels_map` of {where} must hold levels in [0, {levels}]; "
-                         f"got values in [{int(v.min())}, {int(v.max())}].")  # fmt: skip
+    v = _integer_map(levels_map, "levels_map", where, levels)
     return (torch.stack([levels - v, v], dim=1).double() / levels).float()
+
+
+def _integer_map(value: Tensor, name: str, where: str, top: int) -> Tensor:
+    """``value`` as ``(N, *spatial)`` int64 in ``0..top`` (an axis 1 of size 1 in a 4D/5D map dropped), or raise."""
+    if not isinstance(value, Tensor) or value.is_floating_point() or value.is_complex():
+        raise TypeError(f"`{name}` of {where} must be an integer torch.Tensor; got {_describe(value)}.")
+    v = value[:, 0] if value.ndim in (4, 5) and value.shape[1] == 1 else value
+    if v.ndim not in (3, 4):
+        raise ValueError(f"`{name}` of {where} must be (N, [1,] *spatial) with 2 or 3 spatial axes; "
+                         f"got shape {tuple(value.shape)}.")  # fmt: skip
+    v = v.to(torch.int64)
+    if v.numel() and (int(v.min()) < 0 or int(v.max()) > top):
+        raise ValueError(f"`{name}` of {where} must hold values in [0, {top}]; "
+                         f"got values in [{int(v.min())}, {int(v.max())}].")  # fmt: skip
+    return v
 
 
 def decode_regions(region_maps: Tensor) -> Tensor:
