@@ -2,7 +2,7 @@
 
 The nnU-Net side runs in a child process with the nnU-Net environment (``.venv-nnunet/bin/python``, created by
 ``scripts/setup_nnunet.sh``; this script does not create it — that installs torch, torchvision and nnunetv2, about
-a gigabyte, which a benchmark should not do behind the user's back — and exits with status 2 naming the command when
+6 GB, which a benchmark should not do behind the user's back — and exits with status 2 naming the command when
 it is missing). The parent (the project's ``.venv``) only starts the child and writes the results.
 
 In the child, in a temporary folder (``nnUNet_raw``, ``nnUNet_preprocessed`` and ``nnUNet_results`` inside it):

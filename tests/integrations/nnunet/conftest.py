@@ -56,16 +56,18 @@ def save(path: Path, array: np.ndarray) -> None:
 
 @pytest.fixture(scope="session")
 def nnunet_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """nnU-Net's variables, for the commands run here and (set for the session) for trainers built in-process."""
+    """nnU-Net's variables (``nnUNet_extTrainer`` as ``softlabels nnunet trainers-path`` prints it), for the commands
+    run here and (set for the session) for trainers built in-process."""
     pytest.importorskip("nnunetv2")
-    from softlabels.integrations.nnunet import trainers_folder
-
+    printed = subprocess.run([str(BIN / "softlabels"), "nnunet", "trainers-path"], capture_output=True, text=True,
+                             check=False)  # fmt: skip
+    assert printed.returncode == 0 and Path(printed.stdout.strip()).is_dir(), printed.stderr
     work = tmp_path_factory.mktemp("nnunet")
     env = dict(os.environ)
     for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
         (work / name).mkdir()
         env[name] = str(work / name)
-    env |= {"nnUNet_extTrainer": str(trainers_folder()), "nnUNet_n_proc_DA": "1", "nnUNet_compile": "false"}
+    env |= {"nnUNet_extTrainer": printed.stdout.strip(), "nnUNet_n_proc_DA": "1", "nnUNet_compile": "false"}
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env["WORK"] = str(work)
     with pytest.MonkeyPatch.context() as patch:

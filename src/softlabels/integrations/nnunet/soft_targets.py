@@ -173,6 +173,9 @@ def downsample_target(target: TrainingTarget, shape: Sequence[int], num_classes:
         labels = torch.where(kept > 0, full.to(torch.int64), 0) if keep is not None else full.to(torch.int64)
         rows = F.one_hot(labels, num_classes).movedim(-1, 1).float()
     pool = (F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d)[len(spatial) - 1]
+    if keep is None:  # every voxel counts: plain block means
+        weight_of = None if target.weight is None else pool(target.weight.float().unsqueeze(1), size)[:, 0]  # type: ignore[operator, arg-type]
+        return TrainingTarget(pool(rows, size), weight=weight_of)  # type: ignore[operator, arg-type]
     mass = pool(kept.unsqueeze(1), size)  # type: ignore[operator, arg-type]
     present = mass > 0
     safe = torch.where(present, mass, torch.ones_like(mass))
@@ -198,7 +201,21 @@ def deep_supervision_targets(
         ([(1, 2, 4), (1, 2, 1, 2)], [1.0, 1.0])
     """
     full = method.make_target(method_batch(seg, encoding, method.requires))
-    return [downsample_target(full, shape, encoding.num_classes) for shape in shapes]
+    rows = _one_hot_once(full, encoding.num_classes)
+    grid = tuple(full.target.shape[2:] if full.target.is_floating_point() else full.target.shape[1:])
+    return [full if tuple(shape) == grid else downsample_target(rows, shape, encoding.num_classes) for shape in shapes]
+
+
+def _one_hot_once(target: TrainingTarget, num_classes: int) -> TrainingTarget:
+    """A hard target with every label valid and no keep mask as float one-hot rows, shared by the coarser scales."""
+    labels = target.target
+    if labels.is_floating_point() or target.keep_mask is not None:
+        return target
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        return target
+    rows = torch.zeros((labels.shape[0], num_classes, *labels.shape[1:]), dtype=torch.float32, device=labels.device)
+    rows.scatter_(1, labels.unsqueeze(1).to(torch.int64), 1.0)
+    return TrainingTarget(rows, weight=target.weight, teacher=target.teacher)
 
 
 def deep_supervision_weights(scales: int) -> list[float]:
