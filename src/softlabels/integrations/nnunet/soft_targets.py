@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from softlabels.integrations.nnunet.encoding import LabelEncoding, decode_raters
+from softlabels.integrations.nnunet.encoding import LabelEncoding, _integer_map, decode_raters
 from softlabels.methods import Method
 from softlabels.methods.targets import TrainingTarget
 
@@ -104,21 +104,17 @@ def method_batch(seg: Tensor, encoding: LabelEncoding, keys: Sequence[str] = ("l
         raise ValueError(
             f"a {encoding.kind!r} dataset (source {encoding.source!r}) gives no {missing}: it gives {list(available)}."
         )
-    v = seg[:, 0] if seg.ndim in (4, 5) and seg.shape[1] == 1 else seg
-    v = v.to(torch.int64)
     if encoding.kind == "labels":
-        return {"label": v}
+        return {"label": (seg[:, 0] if seg.ndim in (4, 5) and seg.shape[1] == 1 else seg).to(torch.int64)}
     top = encoding.levels
     out: dict[str, Tensor] = {}
     if encoding.kind == "rater_bits":
-        raters = decode_raters(v, top)
+        raters = decode_raters(seg, top)  # checks the layout and the codes
         votes = raters.sum(dim=1)
         if "raters" in keys:
             out["raters"] = raters
     else:
-        votes = v
-        if v.numel() and (int(v.min()) < 0 or int(v.max()) > top):
-            raise ValueError(f"the label map holds values outside the levels 0..{top}: {int(v.min())}..{int(v.max())}.")
+        votes = _integer_map(seg, "seg", "method_batch", top)  # decode_foreground's layout and range checks
     label = 2 * votes > top
     out["label"] = label.to(torch.int64)
     if "confidence" in keys:
@@ -160,7 +156,7 @@ def downsample_target(target: TrainingTarget, shape: Sequence[int], num_classes:
         if not bool(valid.all()):
             keep_valid = valid if target.keep_mask is None else target.keep_mask & valid
             target = TrainingTarget(full, weight=target.weight, keep_mask=keep_valid, teacher=target.teacher)
-    spatial = tuple(full.shape[2:] if soft else full.shape[1:])
+    spatial = _grid(target)
     size = tuple(int(s) for s in shape)
     if size == spatial:
         return target
@@ -202,8 +198,14 @@ def deep_supervision_targets(
     """
     full = method.make_target(method_batch(seg, encoding, method.requires))
     rows = _one_hot_once(full, encoding.num_classes)
-    grid = tuple(full.target.shape[2:] if full.target.is_floating_point() else full.target.shape[1:])
+    grid = _grid(full)
     return [full if tuple(shape) == grid else downsample_target(rows, shape, encoding.num_classes) for shape in shapes]
+
+
+def _grid(target: TrainingTarget) -> tuple[int, ...]:
+    """The spatial shape of a target: hard ``(N, *spatial)`` or soft ``(N, C, *spatial)``."""
+    full = target.target
+    return tuple(full.shape[2:] if full.is_floating_point() else full.shape[1:])
 
 
 def _one_hot_once(target: TrainingTarget, num_classes: int) -> TrainingTarget:

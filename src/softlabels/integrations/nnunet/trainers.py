@@ -149,7 +149,6 @@ class nnUNetTrainerSoftLabels(nnUNetTrainer):
         finally:
             self.loss.held = None
 
-
     def perform_actual_validation(self, save_probabilities: bool = False) -> None:
         """nnU-Net's final validation, its Dice scored against the hard labels of the encoded reference maps.
 
